@@ -1,0 +1,1 @@
+"""Calls: the durable call store, dispositions, and the wrap-up pipeline."""

@@ -1,0 +1,1 @@
+"""Control: the internal control listener, the vendor API listener, and the manhole."""

@@ -1,0 +1,1 @@
+"""LiveVox REST API client: session, call control, contacts, and the client-specific AIA endpoint."""

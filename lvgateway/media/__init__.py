@@ -1,0 +1,1 @@
+"""Media: the IMediaRelay engines that relay each call's RTP."""

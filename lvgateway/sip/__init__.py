@@ -1,0 +1,1 @@
+"""SIP: the Sippy adapter, call routing, and the bridged calls."""
