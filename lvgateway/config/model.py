@@ -1,0 +1,397 @@
+"""The shape of the gateway's configuration, as frozen attrs classes.
+
+These are plain values: :mod:`lvgateway.config.parse` checks every field
+before it builds one, so the classes carry no validators of their own.
+Durations are in seconds, as floats.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+
+from lvgateway.config.secret import Secret
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The reasons a call can end without a disposition from the vendor; each has
+#: a configured default term code.
+END_REASONS = ("caller_hangup", "vendor_hangup", "setup_failed", "timeout", "gateway_failure")
+
+#: The AIA fields LiveVox's guide lists; the client-specific endpoint may
+#: rename them (``[aia.field_names]``).
+AIA_FIELDS = (
+    "transactionId",
+    "sessionId",
+    "ani",
+    "accountNumber",
+    "nextAction",
+    "callOutcome",
+    "lvresult",
+    *(f"Other{i}" for i in range(1, 21)),
+)
+
+MediaEngine = Literal["auto", "rtpio", "twisted"]
+TransferOrder = Literal["term_code_then_end", "end_then_term_code"]
+HttpMethod = Literal["POST", "PUT"]
+
+
+@attrs.frozen
+class GatewayIdentity:
+    """Who this gateway is, where it keeps its state, and how long it drains.
+
+    :param name: a name for this instance, in logs and the ``User-Agent``.
+    :param state_dir: where the call store lives.
+    :param drain_timeout: the bound on the whole ordered drain at stop.
+    """
+
+    name: str
+    state_dir: str
+    drain_timeout: float
+
+
+@attrs.frozen
+class SipConfig:
+    """The SIP listener that LiveVox sends INVITEs to.
+
+    :param listen_host: the IP literal to bind.
+    :param listen_port: the UDP port (the guide's sample uses 5070).
+    :param advertised_host: the address put in Contact and Via, when the
+        bound one is not reachable from LiveVox (NAT); ``None`` for the bound one.
+    :param allowed_networks: LiveVox's source networks; datagrams from
+        elsewhere are dropped unanswered.
+    """
+
+    listen_host: str
+    listen_port: int
+    advertised_host: str | None
+    allowed_networks: tuple[IPNetwork, ...]
+
+
+@attrs.frozen
+class LiveVoxUser:
+    """A LiveVox user login, such as the optional one for the Contact API."""
+
+    user_name: str
+    password: Secret
+
+
+@attrs.frozen
+class LiveVoxConfig:
+    """How to reach LiveVox's REST API.
+
+    :param base_url: scheme and host, such as ``https://api.livevox.com``.
+    :param version: a path version such as ``v6.0`` put after the API
+        category, or ``None`` for the unversioned paths the guide uses.
+    :param client_name: the ``clientName`` of every login.
+    :param token: the API token sent as ``LV-Access``.
+    :param request_timeout: the bound on one request, body included.
+    :param max_in_flight: the cap on requests outstanding to LiveVox at once.
+    :param max_retries: how many times a request that is safe to repeat is retried.
+    :param retry_base_delay: the first retry's delay; it doubles, with jitter.
+    :param retry_max_delay: the ceiling on one retry's delay.
+    :param ca_bundle: a PEM file of CAs to verify LiveVox with, instead of the system's.
+    :param password_expiry_warning_days: warn at login when a password
+        expires within this many days.
+    :param contact_user: a separate user login for the Contact API, where
+        agent sessions are refused; ``None`` to use the agent's session.
+    :param contact_create_method: ``POST`` as the API documents it, or
+        ``PUT`` as the guide shows.
+    """
+
+    base_url: str
+    version: str | None
+    client_name: str
+    token: Secret
+    request_timeout: float
+    max_in_flight: int
+    max_retries: int
+    retry_base_delay: float
+    retry_max_delay: float
+    ca_bundle: str | None
+    password_expiry_warning_days: int
+    contact_user: LiveVoxUser | None
+    contact_create_method: HttpMethod
+
+
+@attrs.frozen
+class AgentConfig:
+    """One virtual agent.
+
+    :param user_name: its LiveVox login.
+    :param password: its LiveVox password.
+    :param phone_number: its 899 number, as given to the service join.
+    :param service_id: the LiveVox service it joins.
+    :param origin: where in the file it was defined, for messages.
+    """
+
+    user_name: str
+    password: Secret
+    phone_number: str
+    service_id: str
+    origin: str = attrs.field(eq=False)
+
+
+@attrs.frozen
+class AgentTimings:
+    """How the agent pool paces its work with LiveVox.
+
+    :param login_concurrency: agents logging in at once.
+    :param cycle_interval: how often an idle READY agent is cycled NOT READY
+        and back (LiveVox sessions die after 2 idle hours).
+    :param reconcile_interval: how often each agent's state is checked at LiveVox.
+    :param backoff_base: the first retry delay after a failure.
+    :param backoff_max: the ceiling on a retry delay.
+    :param not_ready_reason: the reason code sent with NOT READY, if any.
+    """
+
+    login_concurrency: int
+    cycle_interval: float
+    reconcile_interval: float
+    backoff_base: float
+    backoff_max: float
+    not_ready_reason: str | None
+
+
+@attrs.frozen
+class TimeRange:
+    """A stretch of one day, ``start`` inclusive to ``end`` exclusive.
+
+    ``end`` of ``None`` means midnight at the end of the day (``24:00``).
+    """
+
+    start: datetime.time
+    end: datetime.time | None
+
+
+@attrs.frozen
+class OpenHours:
+    """When the call centre is open, in its own time zone.
+
+    :param time_zone: an IANA zone name, such as ``America/New_York``.
+    :param always_open: ignore the week and holidays: agents stay in.
+    :param weekly: the open ranges of each weekday, Monday first (0..6).
+    :param holidays: dates on which the centre stays closed all day.
+    :param lead_time: how long before opening the agents are brought in.
+    """
+
+    time_zone: str
+    always_open: bool
+    weekly: tuple[tuple[TimeRange, ...], ...]
+    holidays: frozenset[datetime.date]
+    lead_time: float
+
+
+@attrs.frozen
+class VendorEndpoint:
+    """One of the AI vendor's SIP endpoints.
+
+    :param uri: as configured, such as ``sip:bot@vendor.example:5060``.
+    :param user: the user part of the Request-URI, if any.
+    :param host: a host name or IP literal; names are resolved on their TTL.
+    :param port: the UDP port.
+    :param username: the digest user name, when the vendor challenges.
+    :param password: the digest password.
+    """
+
+    uri: str
+    user: str | None
+    host: str
+    port: int
+    username: str | None
+    password: Secret | None
+
+
+@attrs.frozen
+class VendorConfig:
+    """The AI vendor's side of each call.
+
+    :param endpoints: tried in order, failing over on timeout or 5xx.
+    :param static_headers: headers added to every B-leg INVITE.
+    :param pass_through_headers: LiveVox INVITE headers copied to the B leg.
+    :param max_invite_bytes: warn when the B-leg INVITE grows past this.
+    :param health_interval: how often each endpoint gets an OPTIONS.
+    :param health_failures: OPTIONS failures in a row before the pool pauses.
+    :param no_progress_time: a B leg with no provisional response by then fails over.
+    :param no_answer_time: a B leg not answered by then ends the call.
+    :param max_call_duration: a call is ended after this long.
+    """
+
+    endpoints: tuple[VendorEndpoint, ...]
+    static_headers: tuple[tuple[str, str], ...]
+    pass_through_headers: tuple[str, ...]
+    max_invite_bytes: int
+    health_interval: float
+    health_failures: int
+    no_progress_time: float
+    no_answer_time: float
+    max_call_duration: float
+
+
+@attrs.frozen
+class MediaConfig:
+    """How RTP is relayed.
+
+    :param engine: ``rtpio`` (in-process rtpproxy), ``twisted`` (pure
+        Python), or ``auto`` for rtpio where it is installed.
+    :param listen_host: the address media ports bind.
+    :param advertised_host: the address put in SDP; ``None`` for ``listen_host``.
+    :param port_min: the lowest media port, even.
+    :param port_max: the highest media port.
+    :param initial_timeout: a side sending no RTP this long after answer ends the call.
+    :param timeout: a side silent this long in the call ends it.
+    """
+
+    engine: MediaEngine
+    listen_host: str
+    advertised_host: str | None
+    port_min: int
+    port_max: int
+    initial_timeout: float
+    timeout: float
+
+
+@attrs.frozen
+class WrapupConfig:
+    """How each call is closed with LiveVox.
+
+    :param term_codes: the gateway's names for term codes, each mapped to a
+        LiveVox term code name or id in the service's catalogue.
+    :param defaults: for each of :data:`END_REASONS`, the term code name
+        used when the vendor gave no disposition.
+    :param fallback_term_code: used, with an error logged, when a vendor
+        names a term code the catalogue lacks.
+    :param transfer_term_code: used for a transfer that names no term code.
+    :param transfer_order: whether the term code is saved before the
+        LiveVox leg is ended, or after.
+    :param transfer_timeout: how long a transfer waits for its posts before
+        ending the leg regardless.
+    :param create_missing_contacts: create a contact whose account LiveVox lacks.
+    :param max_age: a wrap-up still failing after this long becomes a dead letter.
+    :param retention: how long finished call records are kept.
+    """
+
+    term_codes: Mapping[str, str]
+    defaults: Mapping[str, str]
+    fallback_term_code: str
+    transfer_term_code: str
+    transfer_order: TransferOrder
+    transfer_timeout: float
+    create_missing_contacts: bool
+    max_age: float
+    retention: float
+
+
+@attrs.frozen
+class AiaConfig:
+    """The client-specific AI Integration App endpoint (the screen-pop data).
+
+    :param url: the full URL LiveVox gives for this client.
+    :param method: ``POST`` or ``PUT``.
+    :param auth_header: the header that carries ``token``.
+    :param token: the AIA token, if the endpoint wants one.
+    :param headers: further static headers.
+    :param field_names: the JSON name of each of :data:`AIA_FIELDS`.
+    :param timeout: the bound on one request, body included.
+    """
+
+    url: str
+    method: HttpMethod
+    auth_header: str
+    token: Secret | None
+    headers: tuple[tuple[str, str], ...]
+    field_names: Mapping[str, str]
+    timeout: float
+
+
+@attrs.frozen
+class VendorApiConfig:
+    """The vendor-facing API listener (dispositions, call lookup).
+
+    :param listen: a Twisted endpoint string; ``ssl:...`` gives TLS.
+    :param token: the bearer token every request must carry.
+    """
+
+    listen: str
+    token: Secret
+
+
+@attrs.frozen
+class ManholeConfig:
+    """The telnet manhole, on loopback only.
+
+    :param listen: a Twisted endpoint string bound to 127.0.0.1 or ::1.
+    :param password_file: ``user:password`` lines, mode 0600.
+    """
+
+    listen: str
+    password_file: str
+
+
+@attrs.frozen
+class LoggingConfig:
+    """Extra log output besides twistd's own.
+
+    :param level: the lowest level written to ``json_file``.
+    :param json_file: a file to write JSON lines to, or ``None``.
+    """
+
+    level: str
+    json_file: str | None
+
+
+@attrs.frozen
+class GatewayConfig:
+    """The whole, validated configuration of one gateway process.
+
+    :param source: the file it was read from.
+    """
+
+    source: str
+    gateway: GatewayIdentity
+    sip: SipConfig
+    livevox: LiveVoxConfig
+    agents: tuple[AgentConfig, ...]
+    agent_timings: AgentTimings
+    hours: OpenHours
+    vendor: VendorConfig
+    media: MediaConfig
+    wrapup: WrapupConfig
+    aia: AiaConfig | None
+    control_listen: str
+    vendor_api: VendorApiConfig | None
+    manhole: ManholeConfig | None
+    logging: LoggingConfig
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """Return every secret with the key path it came from, for the summary and tests."""
+        found: list[tuple[str, Secret]] = [("livevox.token", self.livevox.token)]
+        if self.livevox.contact_user is not None:
+            found.append(("livevox.contact_user.password", self.livevox.contact_user.password))
+        found.extend((f"{a.origin}.password", a.password) for a in self.agents)
+        found.extend(
+            (f"vendor.endpoints[{i}].password", e.password)
+            for i, e in enumerate(self.vendor.endpoints)
+            if e.password is not None
+        )
+        if self.aia is not None and self.aia.token is not None:
+            found.append(("aia.token", self.aia.token))
+        if self.vendor_api is not None:
+            found.append(("vendor_api.token", self.vendor_api.token))
+        return found
+
+
+def phone_key(number: str) -> str:
+    """Return the one form of an 899 number that ``+1899…``, ``1899…`` and ``899…`` share.
+
+    LiveVox's Request-URI carries ``+18990000001`` while a config may say
+    ``8990000001``: both must find the same agent.
+    """
+    digits = number.strip().lstrip("+")
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits

@@ -1,0 +1,612 @@
+"""Turn the gateway's TOML file into a :class:`GatewayConfig`, or a :class:`ConfigError` listing every problem.
+
+File I/O stays in :func:`load_config`; :func:`parse_config` works on text, so
+tests feed it strings. Relative paths in the file (secrets, the state
+directory, the manhole's password file) are resolved against the file's own
+folder, so the gateway reads the same files whatever its working directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lvgateway.config.model import (
+    AIA_FIELDS,
+    END_REASONS,
+    AgentConfig,
+    AgentTimings,
+    AiaConfig,
+    GatewayConfig,
+    GatewayIdentity,
+    IPNetwork,
+    LiveVoxConfig,
+    LiveVoxUser,
+    LoggingConfig,
+    ManholeConfig,
+    MediaConfig,
+    OpenHours,
+    SipConfig,
+    TimeRange,
+    VendorApiConfig,
+    VendorConfig,
+    VendorEndpoint,
+    WrapupConfig,
+    phone_key,
+)
+from lvgateway.config.reader import ConfigError, Problem, Problems, Table, read_secret_file
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_PHONE = re.compile(r"^\+?\d{4,15}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_VERSION = re.compile(r"^v\d+(\.\d+)*$")
+_SIP_URI = re.compile(
+    r"^sips?:(?:(?P<user>[^@;]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:;>]+)(?::(?P<port>\d+))?$"
+)
+LOOPBACK_NAMES = ("localhost",)
+
+
+def load_config(path: str) -> GatewayConfig:
+    """Read and validate the config file at ``path``.
+
+    :raises ConfigError: naming every problem, the unreadable file included.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [Problem("", f"cannot read the config file: {e}")]) from e
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
+    """Validate TOML ``text`` into a :class:`GatewayConfig`.
+
+    :param source: the file name to put in messages; relative paths in the
+        config are resolved against its folder.
+    :raises ConfigError: naming every problem found, not only the first.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, [Problem("", f"invalid TOML: {e}")]) from e
+    problems = Problems(Path(source).resolve().parent)
+    root = Table(problems, "", data)
+    config = _gateway_config(root, source)
+    root.finish()
+    if problems.found:
+        raise ConfigError(source, problems.found)
+    return config
+
+
+def _gateway_config(root: Table, source: str) -> GatewayConfig:
+    agents = _agents(root)
+    wrapup = _wrapup(root)
+    config = GatewayConfig(
+        source=source,
+        gateway=_identity(root),
+        sip=_sip(root),
+        livevox=_livevox(root),
+        agents=agents,
+        agent_timings=_agent_timings(root),
+        hours=_hours(root),
+        vendor=_vendor(root),
+        media=_media(root),
+        wrapup=wrapup,
+        aia=_aia(root),
+        control_listen=_control(root),
+        vendor_api=_vendor_api(root),
+        manhole=_manhole(root),
+        logging=_logging(root),
+    )
+    if not agents and not root.problems.found:
+        root.problems.add(
+            "agents", "no agents: expected at least one [[agents]] or [[agent_ranges]]"
+        )
+    return config
+
+
+def _identity(root: Table) -> GatewayIdentity:
+    t = _section(root, "gateway")
+    identity = GatewayIdentity(
+        name=t.string("name", "lvgateway"),
+        state_dir=t.path_value("state_dir"),
+        drain_timeout=t.number("drain_timeout", 120.0, low=1.0),
+    )
+    t.finish()
+    return identity
+
+
+def _sip(root: Table) -> SipConfig:
+    t = _section(root, "sip")
+    networks: list[IPNetwork] = []
+    for i, text in enumerate(t.strings("allowed_networks")):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as e:
+            t.problems.add(
+                f"{t.key('allowed_networks')}[{i}]",
+                f"found {text!r}, expected a network in CIDR form such as 10.0.0.0/8 ({e})",
+            )
+    if "allowed_networks" in t.data and not t.data["allowed_networks"]:
+        t.problems.add(t.key("allowed_networks"), "empty: no LiveVox network could call in")
+    sip = SipConfig(
+        listen_host=_ip_literal(t, "listen_host", "0.0.0.0"),
+        listen_port=t.integer("listen_port", 5070, low=0, high=65535),
+        advertised_host=_ip_literal(t, "advertised_host", None),
+        allowed_networks=tuple(networks),
+    )
+    t.finish()
+    return sip
+
+
+def _livevox(root: Table) -> LiveVoxConfig:
+    t = _section(root, "livevox")
+    base_url = t.checked("base_url", _https_base_url, "an http(s) URL with no path")
+    version = t.string("version", "", allow_empty=True)
+    if version and not _VERSION.match(version):
+        t.problems.add(t.key("version"), f"found {version!r}, expected a version such as 'v6.0'")
+    contact = t.table("contact_user")
+    contact_user = None
+    if contact is not None:
+        contact_user = LiveVoxUser(
+            user_name=contact.string("user_name"),
+            password=contact.secret("password"),  # type: ignore[arg-type]
+        )
+        contact.finish()
+    ca_bundle = t.path_value("ca_bundle", None)
+    if ca_bundle and not Path(ca_bundle).is_file():
+        t.problems.add(t.key("ca_bundle"), f"CA bundle {ca_bundle} does not exist")
+    livevox = LiveVoxConfig(
+        base_url=base_url or "",
+        version=version or None,
+        client_name=t.string("client_name"),
+        token=t.secret("token"),  # type: ignore[arg-type]
+        request_timeout=t.number("request_timeout", 10.0, low=0.1),
+        max_in_flight=t.integer("max_in_flight", 20, low=1, high=1000),
+        max_retries=t.integer("max_retries", 3, low=0, high=20),
+        retry_base_delay=t.number("retry_base_delay", 0.5, low=0.0),
+        retry_max_delay=t.number("retry_max_delay", 10.0, low=0.0),
+        ca_bundle=ca_bundle,
+        password_expiry_warning_days=t.integer("password_expiry_warning_days", 14, low=0),
+        contact_user=contact_user,
+        contact_create_method=t.string("contact_create_method", "POST", choices=("POST", "PUT")),
+    )
+    t.finish()
+    return livevox
+
+
+def _https_base_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("no http or https scheme and host")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError("a path or query is not allowed here")
+    return text.rstrip("/")
+
+
+def _agents(root: Table) -> tuple[AgentConfig, ...]:
+    agents = [_agent(t) for t in root.tables("agents")]
+    for r in root.tables("agent_ranges"):
+        agents.extend(_agent_range(r))
+    _check_unique(root.problems, agents, lambda a: a.user_name.lower(), "user name")
+    _check_unique(root.problems, agents, lambda a: phone_key(a.phone_number), "899 number")
+    return tuple(agents)
+
+
+def _agent(t: Table) -> AgentConfig:
+    agent = AgentConfig(
+        user_name=t.string("user_name"),
+        password=t.secret("password"),  # type: ignore[arg-type]
+        phone_number=_phone(t, "phone_number"),
+        service_id=_service_id(t),
+        origin=t.path,
+    )
+    t.finish()
+    return agent
+
+
+def _agent_range(t: Table) -> list[AgentConfig]:
+    """Expand ``[[agent_ranges]]``: agents ``first`` .. ``first + count - 1``.
+
+    ``user_name`` is a pattern with ``{n}`` (``"AIVA{n:03d}"``); the 899 number
+    counts up from ``phone_number_first``; ``password_file`` or
+    ``password_env`` may use ``{n}`` and ``{user_name}``.
+    """
+    pattern = t.string("user_name")
+    first = t.integer("first", 1, low=0)
+    count = t.integer("count", low=1, high=10000)
+    start = _phone(t, "phone_number_first")
+    service_id = _service_id(t)
+    names = _expand_pattern(t, pattern, first, count)
+    agents: list[AgentConfig] = []
+    if not names or not start:
+        t.secret("password")  # taken, so its key is not reported as unknown
+    for i, (n, user_name) in enumerate(names if start else []):
+        password = t.secret("password", n=str(n), user_name=user_name)
+        if password is None:
+            break  # one message for the range is enough
+        digits = start.lstrip("+")
+        number = ("+" if start.startswith("+") else "") + f"{int(digits) + i:0{len(digits)}d}"
+        agents.append(AgentConfig(user_name, password, number, service_id, f"{t.path}(n={n})"))
+    t.finish()
+    return agents
+
+
+def _expand_pattern(t: Table, pattern: str, first: int, count: int) -> list[tuple[int, str]]:
+    if not pattern:
+        return []
+    try:
+        if pattern.format(n=0) == pattern.format(n=1):
+            raise ValueError("it does not use {n}")
+        return [(n, pattern.format(n=n)) for n in range(first, first + count)]
+    except (ValueError, IndexError, KeyError) as e:
+        t.problems.add(
+            t.key("user_name"), f"found {pattern!r}, expected a pattern with {{n}} ({e})"
+        )
+        return []
+
+
+def _phone(t: Table, key: str) -> str:
+    value: str = t.string(key)
+    if value and not _PHONE.match(value):
+        t.problems.add(t.key(key), f"found {value!r}, expected digits with an optional leading +")
+        return ""
+    return value
+
+
+def _service_id(t: Table) -> str:
+    """Take a service id, given as a string or an integer, kept as a string as LiveVox's ids are."""
+    t._taken.add("service_id")
+    value = t.data.get("service_id")
+    if value is None:
+        t.problems.add(t.key("service_id"), "missing: this key is required")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        t.problems.add(
+            t.key("service_id"), f"found {value!r}, expected LiveVox's numeric service id"
+        )
+        return ""
+    return str(value)
+
+
+def _check_unique(problems: Problems, agents: list[AgentConfig], key: Any, what: str) -> None:
+    seen: dict[str, AgentConfig] = {}
+    for agent in agents:
+        k = key(agent)
+        if not k:
+            continue
+        if k in seen:
+            problems.add(
+                agent.origin,
+                f"duplicate {what} {k!r}: {seen[k].origin} has it too; each agent needs its own",
+            )
+        else:
+            seen[k] = agent
+
+
+def _agent_timings(root: Table) -> AgentTimings:
+    t = _section(root, "agent_timings")
+    timings = AgentTimings(
+        login_concurrency=t.integer("login_concurrency", 10, low=1, high=1000),
+        cycle_interval=t.number("cycle_interval", 3600.0, low=60.0),
+        reconcile_interval=t.number("reconcile_interval", 300.0, low=10.0),
+        backoff_base=t.number("backoff_base", 1.0, low=0.01),
+        backoff_max=t.number("backoff_max", 300.0, low=0.01),
+        not_ready_reason=t.string("not_ready_reason", None),
+    )
+    if timings.cycle_interval >= 7200.0:
+        t.problems.add(
+            t.key("cycle_interval"),
+            f"found {timings.cycle_interval}, expected under 7200: LiveVox sessions die after 2 idle hours",
+        )
+    t.finish()
+    return timings
+
+
+def _hours(root: Table) -> OpenHours:
+    t = _section(root, "hours")
+    zone = t.checked("time_zone", _zone, "an IANA time zone such as 'America/New_York'")
+    always_open = t.boolean("always_open", False)
+    weekly_table = t.table("weekly", required=not always_open)
+    weekly: list[tuple[TimeRange, ...]] = [() for _ in WEEKDAYS]
+    if weekly_table is not None:
+        for day_index, day in enumerate(WEEKDAYS):
+            for i, text in enumerate(weekly_table.strings(day, [])):
+                found = _time_range(text)
+                if found is None:
+                    weekly_table.problems.add(
+                        f"{weekly_table.key(day)}[{i}]",
+                        f"found {text!r}, expected 'HH:MM-HH:MM' with the end after the start",
+                    )
+                else:
+                    weekly[day_index] += (found,)
+        weekly_table.finish()
+    holidays: set[datetime.date] = set()
+    for i, text in enumerate(t.strings("holidays", [])):
+        try:
+            holidays.add(datetime.date.fromisoformat(text))
+        except ValueError:
+            t.problems.add(
+                f"{t.key('holidays')}[{i}]", f"found {text!r}, expected a date YYYY-MM-DD"
+            )
+    hours = OpenHours(
+        time_zone=zone or "UTC",
+        always_open=always_open,
+        weekly=tuple(weekly),
+        holidays=frozenset(holidays),
+        lead_time=t.number("lead_time", 300.0, low=0.0),
+    )
+    t.finish()
+    return hours
+
+
+def _zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError("unknown time zone") from e
+    return name
+
+
+def _time_range(text: str) -> TimeRange | None:
+    m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", text.strip())
+    if not m:
+        return None
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+        return None
+    start = datetime.time(h1, m1)
+    end = None if h2 == 24 else datetime.time(h2, m2)
+    if end is not None and end <= start:
+        return None
+    return TimeRange(start, end)
+
+
+def _vendor(root: Table) -> VendorConfig:
+    t = _section(root, "vendor")
+    endpoints = tuple(_endpoint(e) for e in t.tables("endpoints"))
+    if not endpoints:
+        t.problems.add(
+            t.key("endpoints"), "no endpoints: expected at least one [[vendor.endpoints]]"
+        )
+    headers = t.string_table("headers")
+    passed = t.strings("pass_through_headers", [])
+    for name in [*headers, *passed]:
+        if not _HEADER_NAME.match(name):
+            t.problems.add(t.key("headers"), f"found header name {name!r}, expected a SIP token")
+    vendor = VendorConfig(
+        endpoints=tuple(e for e in endpoints if e is not None),
+        static_headers=tuple(headers.items()),
+        pass_through_headers=tuple(passed),
+        max_invite_bytes=t.integer("max_invite_bytes", 1300, low=500, high=65000),
+        health_interval=t.number("health_interval", 5.0, low=0.5),
+        health_failures=t.integer("health_failures", 3, low=1),
+        no_progress_time=t.number("no_progress_time", 5.0, low=0.5),
+        no_answer_time=t.number("no_answer_time", 30.0, low=1.0),
+        max_call_duration=t.number("max_call_duration", 7200.0, low=10.0),
+    )
+    t.finish()
+    return vendor
+
+
+def _endpoint(t: Table) -> VendorEndpoint | None:
+    uri = t.string("uri")
+    username = t.string("username", None)
+    password = t.secret("password", required=username is not None)
+    if password is not None and username is None:
+        t.problems.add(t.key("username"), "missing: a digest password needs a user name")
+    t.finish()
+    m = _SIP_URI.match(uri) if uri else None
+    if uri and m is None:
+        t.problems.add(
+            t.key("uri"), f"found {uri!r}, expected a SIP URI such as 'sip:bot@10.1.2.3:5060'"
+        )
+    if m is None:
+        return None
+    port = int(m["port"] or 5060)
+    if not 0 < port < 65536:
+        t.problems.add(t.key("uri"), f"found port {port} in {uri!r}, expected 1..65535")
+    return VendorEndpoint(uri, m["user"], m["host"].strip("[]"), port, username, password)
+
+
+def _media(root: Table) -> MediaConfig:
+    t = _section(root, "media")
+    media = MediaConfig(
+        engine=t.string("engine", "auto", choices=("auto", "rtpio", "twisted")),
+        listen_host=_ip_literal(t, "listen_host", "0.0.0.0"),
+        advertised_host=_ip_literal(t, "advertised_host", None),
+        port_min=t.integer("port_min", 20000, low=1024, high=65534),
+        port_max=t.integer("port_max", 29999, low=1024, high=65535),
+        initial_timeout=t.number("initial_timeout", 60.0, low=1.0),
+        timeout=t.number("timeout", 120.0, low=1.0),
+    )
+    if media.port_min % 2:
+        t.problems.add(t.key("port_min"), f"found {media.port_min}, expected an even port (RTP)")
+    if media.port_max - media.port_min < 3:
+        t.problems.add(
+            t.key("port_max"),
+            f"found {media.port_min}..{media.port_max}, expected room for four ports a call",
+        )
+    t.finish()
+    return media
+
+
+def _wrapup(root: Table) -> WrapupConfig:
+    t = _section(root, "wrapup")
+    codes = t.string_table("term_codes")
+    if "term_codes" not in t.data:
+        t.problems.add(
+            t.key("term_codes"), "missing: name the term codes, such as done and transfer"
+        )
+
+    def named(key: str, default: Any = None, table: Table = t) -> str:
+        value: str = table.string(key) if default is None else table.string(key, default)
+        if value and codes and value not in codes:
+            table.problems.add(
+                table.key(key),
+                f"found {value!r}, expected one of wrapup.term_codes: {', '.join(sorted(codes))}",
+            )
+        return value
+
+    defaults_table = t.table("defaults", required=True)
+    defaults: dict[str, str] = {}
+    if defaults_table is not None:
+        for reason in END_REASONS:
+            defaults[reason] = named(reason, table=defaults_table)
+        defaults_table.finish()
+    wrapup = WrapupConfig(
+        term_codes=codes,
+        defaults=defaults,
+        fallback_term_code=named("fallback_term_code"),
+        transfer_term_code=named("transfer_term_code"),
+        transfer_order=t.string(
+            "transfer_order",
+            "term_code_then_end",
+            choices=("term_code_then_end", "end_then_term_code"),
+        ),
+        transfer_timeout=t.number("transfer_timeout", 10.0, low=0.5),
+        create_missing_contacts=t.boolean("create_missing_contacts", False),
+        max_age=t.number("max_age", 86400.0, low=60.0),
+        retention=t.number("retention_days", 30.0, low=0.0) * 86400.0,
+    )
+    t.finish()
+    return wrapup
+
+
+def _aia(root: Table) -> AiaConfig | None:
+    t = root.table("aia")
+    if t is None:
+        return None
+    url = t.checked("url", _http_url, "an http(s) URL")
+    renames = t.string_table("field_names")
+    for name in renames:
+        if name not in AIA_FIELDS:
+            t.problems.add(
+                f"{t.key('field_names')}.{name}",
+                "unknown AIA field, expected one of transactionId, sessionId, ani, accountNumber, "
+                "nextAction, callOutcome, lvresult, Other1..Other20",
+            )
+    aia = AiaConfig(
+        url=url or "",
+        method=t.string("method", "POST", choices=("POST", "PUT")),
+        auth_header=t.string("auth_header", "Authorization"),
+        token=t.secret("token", required=False),
+        headers=tuple(t.string_table("headers").items()),
+        field_names={f: renames.get(f, f) for f in AIA_FIELDS},
+        timeout=t.number("timeout", 10.0, low=0.1),
+    )
+    t.finish()
+    return aia
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("no http or https scheme and host")
+    return text
+
+
+def _control(root: Table) -> str:
+    t = _section(root, "control")
+    listen = _endpoint_string(t, "listen", "tcp:9780:interface=127.0.0.1")
+    t.finish()
+    return listen
+
+
+def _vendor_api(root: Table) -> VendorApiConfig | None:
+    t = root.table("vendor_api")
+    if t is None:
+        return None
+    api = VendorApiConfig(
+        listen=_endpoint_string(t, "listen"),
+        token=t.secret("token"),  # type: ignore[arg-type]
+    )
+    t.finish()
+    return api
+
+
+def _manhole(root: Table) -> ManholeConfig | None:
+    t = root.table("manhole")
+    if t is None:
+        return None
+    listen = _endpoint_string(t, "listen", "tcp:2323:interface=127.0.0.1")
+    if listen and not is_loopback_endpoint(listen):
+        t.problems.add(
+            t.key("listen"),
+            f"found {listen!r}, expected a tcp endpoint with interface=127.0.0.1 or ::1: "
+            "telnet is cleartext",
+        )
+    password_file = t.path_value("password_file")
+    if password_file:
+        read_secret_file(t.problems, t.key("password_file"), password_file)
+    manhole = ManholeConfig(listen=listen, password_file=password_file)
+    t.finish()
+    return manhole
+
+
+def is_loopback_endpoint(description: str) -> bool:
+    """Whether a Twisted ``tcp``/``tcp6`` endpoint string binds a loopback interface only."""
+    kind, _, rest = description.partition(":")
+    if kind not in ("tcp", "tcp6"):
+        return False
+    fields = dict(p.split("=", 1) for p in rest.split(":") if "=" in p)
+    interface = fields.get("interface", "")
+    if interface in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(interface.replace("\\", "")).is_loopback
+    except ValueError:
+        return False
+
+
+def _logging(root: Table) -> LoggingConfig:
+    t = _section(root, "logging")
+    logging = LoggingConfig(
+        level=t.string("level", "info", choices=("debug", "info", "warn", "error", "critical")),
+        json_file=t.path_value("json_file", None),
+    )
+    t.finish()
+    return logging
+
+
+def _section(root: Table, name: str) -> Table:
+    """Take a table whose keys all have defaults: absent means all defaults."""
+    found = root.table(name)
+    return found if found is not None else Table(root.problems, name, {})
+
+
+def _ip_literal(t: Table, key: str, default: str | None) -> Any:
+    value = t.string(key, default)
+    if key in t.data and isinstance(value, str) and value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            t.problems.add(t.key(key), f"found {value!r}, expected an IP address")
+    return value
+
+
+def _endpoint_string(t: Table, key: str, default: str | None = None) -> str:
+    """Take a Twisted server endpoint string, checked by building (not listening on) it."""
+    from twisted.internet import endpoints
+
+    value: str = t.string(key) if default is None else t.string(key, default)
+    if not value:
+        return value
+    try:
+        endpoints.serverFromString(_NOT_A_REACTOR, value)  # type: ignore[no-untyped-call]
+    except Exception as e:  # the parser raises several types, each a bad string
+        t.problems.add(
+            t.key(key),
+            f"found {value!r}, expected a Twisted endpoint such as 'tcp:9780:interface=127.0.0.1' ({e})",
+        )
+    return value
+
+
+#: Building an endpoint does not touch the reactor; this stands in for one in checks.
+_NOT_A_REACTOR: Any = object()
