@@ -158,6 +158,8 @@ class GatewayService(MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         self.drain = drain
         self.drain_outcomes: list[StepOutcome] = []
+        #: The gateway's named parts, for the manhole and the control API.
+        self.namespace: dict[str, object] = {}
 
     def stopService(self) -> Deferred[None]:
         """Drain in order, then stop the children (the listeners last of all)."""
