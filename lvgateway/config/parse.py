@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lvgateway.config.endpoints import is_loopback
 from lvgateway.config.model import (
     AIA_FIELDS,
     END_REASONS,
@@ -49,7 +50,6 @@ _VERSION = re.compile(r"^v\d+(\.\d+)*$")
 _SIP_URI = re.compile(
     r"^sips?:(?:(?P<user>[^@;]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:;>]+)(?::(?P<port>\d+))?$"
 )
-LOOPBACK_NAMES = ("localhost",)
 
 
 def load_config(path: str) -> GatewayConfig:
@@ -536,7 +536,7 @@ def _manhole(root: Table) -> ManholeConfig | None:
     if t is None:
         return None
     listen = _endpoint_string(t, "listen", "tcp:2323:interface=127.0.0.1")
-    if listen and not is_loopback_endpoint(listen):
+    if listen and not is_loopback(listen):
         t.problems.add(
             t.key("listen"),
             f"found {listen!r}, expected a tcp endpoint with interface=127.0.0.1 or ::1: "
@@ -548,21 +548,6 @@ def _manhole(root: Table) -> ManholeConfig | None:
     manhole = ManholeConfig(listen=listen, password_file=password_file)
     t.finish()
     return manhole
-
-
-def is_loopback_endpoint(description: str) -> bool:
-    """Whether a Twisted ``tcp``/``tcp6`` endpoint string binds a loopback interface only."""
-    kind, _, rest = description.partition(":")
-    if kind not in ("tcp", "tcp6"):
-        return False
-    fields = dict(p.split("=", 1) for p in rest.split(":") if "=" in p)
-    interface = fields.get("interface", "")
-    if interface in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(interface.replace("\\", "")).is_loopback
-    except ValueError:
-        return False
 
 
 def _logging(root: Table) -> LoggingConfig:
