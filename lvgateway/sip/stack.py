@@ -1,0 +1,148 @@
+"""The SIP stack of one process: Sippy's transaction manager on the reactor, as a service.
+
+It owns the process-wide parts of Sippy (``SipConf``, the transaction
+manager, the reactor adapter) and fixes what Sippy 2.5.0 gets wrong for us
+at this level: the case-sensitive transport of in-dialog requests
+(a ``;transport=UDP`` Contact made every BYE raise, silently).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from sippy.SipConf import SipConf
+from sippy.SipTransactionManager import SipTransactionManager
+from sippy.Udp_server import Udp_server_opts
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from lvgateway.sip.sippy_reactor import SippyOnReactor
+from lvgateway.sip.udp import ReactorUdpServer, SourceFilter
+
+__all__ = ["SipStack", "SipTrace"]
+
+log = Logger()
+
+#: Sippy's request callback: ``(request, transaction) -> (response, cancel_cb, no_ack_cb)``.
+RequestHandler = Callable[[Any, Any], Any]
+
+
+class SipTrace:
+    """Sippy's ``_sip_logger``: every message in and out, as debug events when enabled.
+
+    Off by default: a busy gateway sends thousands of messages a minute.
+    """
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.enabled = enabled
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        """Log a traced message, if tracing is on."""
+        if self.enabled:
+            log.debug(
+                "SIP {call_id}: {text}",
+                call_id=kwargs.get("call_id", "-"),
+                text="".join(str(a) for a in args).rstrip(),
+            )
+
+
+class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
+    """Sippy's transaction manager with its UDP servers on the reactor and transport case fixed."""
+
+    def __init__(self, global_config: dict[str, Any], req_cb: RequestHandler, server: Any) -> None:
+        self.model_udp_server = (server, Udp_server_opts)
+        super().__init__(global_config, req_cb)
+
+    def newTransaction(
+        self,
+        msg: Any,
+        resp_cb: Any = None,
+        laddress: Any = None,
+        userv: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Start a client transaction; a target transport of ``UDP`` counts as ``udp``.
+
+        Sippy compares ``transport == 'udp'`` case-sensitively, so a peer whose
+        Contact says ``;transport=UDP`` made every in-dialog request raise.
+        """
+        if userv is None:
+            address, transport = msg.getTarget()
+            if str(transport).lower() == "udp":
+                userv = self.l4r.getServer(laddress or address, is_local=laddress is not None)
+        return super().newTransaction(msg, resp_cb, laddress, userv, *args, **kwargs)
+
+
+class SipStack(Service):
+    """Listen for SIP on UDP and hand each new request to ``request_handler``.
+
+    :param reactor: the reactor Sippy runs on.
+    :param listen_host: an IP literal to bind.
+    :param listen_port: the port, or 0 for one the kernel picks.
+    :param source_filter: which sources may reach Sippy.
+    :param request_handler: Sippy's request callback for out-of-dialog requests.
+    :param user_agent: the ``User-Agent``/``Server`` header.
+    :param advertised_host: the address put in Via and Contact, if not the bound one.
+    :param trace: log every SIP message at debug level.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        listen_host: str,
+        listen_port: int,
+        source_filter: SourceFilter,
+        request_handler: RequestHandler,
+        user_agent: str = "lvgateway",
+        advertised_host: str | None = None,
+        trace: bool = False,
+    ) -> None:
+        self._reactor = reactor
+        self._host = listen_host
+        self._port = listen_port
+        self.source_filter = source_filter
+        self._handler = request_handler
+        self._user_agent = user_agent
+        self._advertised = advertised_host
+        self._trace = trace
+        self.adapter: SippyOnReactor | None = None
+        self.global_config: dict[str, Any] = {}
+        self.tm: Any = None
+
+    @property
+    def port(self) -> int:
+        """The UDP port bound, once started."""
+        return int(self.global_config["_sip_port"])
+
+    @property
+    def server(self) -> ReactorUdpServer:
+        """The one UDP server of the transaction manager."""
+        server: ReactorUdpServer = self.tm.l4r.getServer(None)
+        return server
+
+    def startService(self) -> None:
+        """Drive Sippy from the reactor and bind the SIP port."""
+        self.adapter = SippyOnReactor.for_reactor(self._reactor)
+        SipConf.my_uaname = self._user_agent
+        self.global_config = {
+            "_sip_address": self._host,
+            "_sip_port": self._port,
+            "_sip_logger": SipTrace(self._trace),
+        }
+        server = functools.partial(
+            ReactorUdpServer, self._reactor, self.source_filter, self._advertised
+        )
+        self.tm = _TransactionManager(self.global_config, self._handler, server)
+        self.global_config["_sip_tm"] = self.tm
+        self.global_config["_sip_port"] = self.server.port
+        Service.startService(self)
+
+    def stopService(self) -> None:
+        """Stop listening; transactions in flight are abandoned."""
+        Service.stopService(self)
+        if self.tm is not None:
+            self.tm.shutdown()
+            self.tm = None
