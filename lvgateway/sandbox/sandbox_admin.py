@@ -1,0 +1,190 @@
+"""The simulator's admin API under ``/_sandbox/``: read its state, make calls happen, inject faults.
+
+No LiveVox authentication: the simulator listens on loopback. Every action is
+a :class:`~lvgateway.sandbox.simulator.Simulator` method too; this module
+only maps JSON onto them. Admin requests are neither journaled (events they
+cause are) nor subject to faults.
+
+=======  ==============================  ===========================================
+method   path (under ``/_sandbox``)      what
+=======  ==============================  ===========================================
+GET      ``/journal?since=N&limit=M``    ``{"lastSeq": n, "entries": [...]}``
+GET      ``/agents``                     ``{"now": t, "agents": [...]}``
+GET      ``/agents/{user}``              one agent line
+POST     ``/calls``                      start a call: ``agent`` or ``phoneNumber``,
+                                         optional ``customerNumber``,
+                                         ``accountNumber``, ``callTransactionId``,
+                                         ``callSessionId``; 201 ``{"call": {...}}``;
+                                         409 unless the agent is READY
+POST     ``/calls/end``                  ``agent``, ``phoneNumber`` or
+                                         ``callTransactionId``; line to WRAPUP
+GET      ``/contacts/{account}``         the stored contact
+GET      ``/aia``                        ``{"posts": [...]}``
+PUT      ``/settings``                   ``{"agentContactAccess": bool}``
+GET      ``/faults``                     the faults in force
+DELETE   ``/faults``                     clear every fault
+PUT      ``/faults/latency``             ``{"seconds": s, "route": optional}``
+POST     ``/faults/error-rate``          ``{"route", "status", "probability", "when"}``
+POST     ``/faults/fail-next``           ``{"route", "count", "status", "when"}``
+POST     ``/faults/expire-sessions``     ``{"user": optional}``
+POST     ``/faults/outage``              ``{"until" or "duration", "mode", "status"}``
+DELETE   ``/faults/outage``              end the outage
+=======  ==============================  ===========================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from lvgateway.sandbox.journal import journal_page
+from lvgateway.sandbox.livevox_records import LiveVoxError
+from lvgateway.sandbox.simulator import SimRequest, SimResponse, Simulator, encode_json
+
+ADMIN_PREFIX = "_sandbox"
+
+_MISSING: Any = object()
+
+
+def _field(
+    body: Mapping[str, Any], name: str, kinds: tuple[type, ...], default: Any = _MISSING
+) -> Any:
+    if name not in body or body[name] is None:
+        if default is _MISSING:
+            raise LiveVoxError(400, f"{name} is required")
+        return default
+    value = body[name]
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise LiveVoxError(400, f"{name} has the wrong type")
+    return value
+
+
+def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
+    value = _field(body, name, (str, int), None)
+    return None if value is None else str(value)
+
+
+def _int_query(request: SimRequest, name: str, default: int | None) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise LiveVoxError(400, f"{name} must be an integer") from e
+
+
+def _body(request: SimRequest) -> Mapping[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LiveVoxError(400, "Malformed JSON body") from e
+    if not isinstance(body, dict):
+        raise LiveVoxError(400, "The request body must be a JSON object")
+    return body
+
+
+def handle_admin(sim: Simulator, request: SimRequest) -> SimResponse:
+    """Answer one admin request.
+
+    :param sim: the simulator.
+    :param request: a request whose path starts with ``/_sandbox``.
+    """
+    try:
+        status, body = _dispatch(sim, request)
+    except LiveVoxError as e:
+        status, body = e.status, e.body()
+    except ValueError as e:
+        status, body = 400, {"code": 400, "message": str(e)}
+    return SimResponse(status, b"" if body is None else encode_json(body))
+
+
+def _dispatch(sim: Simulator, request: SimRequest) -> tuple[int, Any]:
+    segments = [s for s in request.path.split("/") if s]
+    if not segments or segments[0] != ADMIN_PREFIX:
+        raise LiveVoxError(404, "Resource not found")
+    path = tuple(segments[1:])
+    method = request.method
+    body = _body(request) if method in ("POST", "PUT") else {}
+
+    if path == ("journal",) and method == "GET":
+        since = _int_query(request, "since", 0) or 0
+        limit = _int_query(request, "limit", None)
+        return 200, journal_page(sim.journal, since, limit)
+    if path == ("agents",) and method == "GET":
+        return 200, {"now": sim.clock.seconds(), "agents": sim.agent_states()}
+    if len(path) == 2 and path[0] == "agents" and method == "GET":
+        return 200, sim.agent(path[1]).to_json()
+    if path == ("calls",) and method == "POST":
+        call = sim.start_call(
+            _optional_str(body, "agent"),
+            _optional_str(body, "phoneNumber"),
+            customer_number=_optional_str(body, "customerNumber") or "9195550100",
+            account_number=_optional_str(body, "accountNumber") or "",
+            call_transaction_id=_optional_str(body, "callTransactionId"),
+            call_session_id=_optional_str(body, "callSessionId"),
+        )
+        return 201, {"call": call.to_json()}
+    if path == ("calls", "end") and method == "POST":
+        call = sim.end_call(
+            _optional_str(body, "agent"),
+            _optional_str(body, "phoneNumber"),
+            _optional_str(body, "callTransactionId"),
+        )
+        return 200, {"call": call.to_json()}
+    if len(path) == 2 and path[0] == "contacts" and method == "GET":
+        return 200, {"contact": sim.contacts.read(path[1])}
+    if path == ("aia",) and method == "GET":
+        return 200, {"posts": sim.aia_posts}
+    if path == ("settings",) and method == "PUT":
+        sim.agent_contact_access = _field(body, "agentContactAccess", (bool,))
+        return 200, {"agentContactAccess": sim.agent_contact_access}
+    if path and path[0] == "faults":
+        return _faults(sim, path[1:], method, body)
+    raise LiveVoxError(404, "Resource not found")
+
+
+def _faults(
+    sim: Simulator, path: tuple[str, ...], method: str, body: Mapping[str, Any]
+) -> tuple[int, Any]:
+    if path == () and method == "GET":
+        return 200, sim.faults.describe()
+    if path == () and method == "DELETE":
+        sim.clear_faults()
+        return 200, sim.faults.describe()
+    if path == ("latency",) and method == "PUT":
+        sim.set_latency(float(_field(body, "seconds", (int, float))), _optional_str(body, "route"))
+    elif path == ("error-rate",) and method == "POST":
+        sim.set_error_rate(
+            _field(body, "route", (str,)),
+            _field(body, "status", (int,)),
+            float(_field(body, "probability", (int, float))),
+            _field(body, "when", (str,), "before"),
+        )
+    elif path == ("fail-next",) and method == "POST":
+        sim.fail_next(
+            _field(body, "route", (str,)),
+            _field(body, "count", (int,), 1),
+            _field(body, "status", (int,)),
+            _field(body, "when", (str,), "before"),
+        )
+    elif path == ("expire-sessions",) and method == "POST":
+        count = sim.expire_sessions(_optional_str(body, "user"))
+        return 200, {"expired": count}
+    elif path == ("outage",) and method == "POST":
+        until = _field(body, "until", (int, float), None)
+        duration = _field(body, "duration", (int, float), None)
+        sim.start_outage(
+            None if until is None else float(until),
+            duration=None if duration is None else float(duration),
+            mode=_field(body, "mode", (str,), "status"),
+            status=_field(body, "status", (int,), 503),
+        )
+    elif path == ("outage",) and method == "DELETE":
+        sim.clear_outage()
+    else:
+        raise LiveVoxError(404, "Resource not found")
+    return 200, sim.faults.describe()

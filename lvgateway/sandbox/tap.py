@@ -1,0 +1,62 @@
+"""``twistd lvsandbox``: run the LiveVox simulator as a service.
+
+::
+
+    twistd -n lvsandbox --config etc/sandbox.toml [--listen tcp:7480:interface=127.0.0.1]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from lvgateway.sandbox.livevox_web import SimulatorSite
+from lvgateway.sandbox.sandbox_config import (
+    DEFAULT_CONFIG_PATH,
+    SandboxConfig,
+    SandboxConfigError,
+    load_sandbox_config,
+)
+from lvgateway.sandbox.simulator import Simulator
+
+
+class Options(usage.Options):
+    """Command line of ``twistd lvsandbox``."""
+
+    optParameters: Any = [
+        ["config", "c", DEFAULT_CONFIG_PATH, "The sandbox configuration file (TOML)."],
+        ["listen", "l", None, "A Twisted server endpoint string overriding server.listen."],
+    ]
+
+    def postOptions(self) -> None:
+        """Load and validate the configuration now, so a mistake is a usage error."""
+        try:
+            self["sandbox_config"] = load_sandbox_config(self["config"])
+        except SandboxConfigError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def makeService(options: usage.Options) -> IService:
+    """Build the simulator's service tree: one HTTP listener, named ``lvsandbox-http``.
+
+    :param options: parsed :class:`Options`.
+    """
+    from twisted.internet import reactor
+
+    config: SandboxConfig = options["sandbox_config"]
+    listen = options["listen"] or config.listen
+    simulator = Simulator(config, reactor)  # type: ignore[arg-type]
+    site = SimulatorSite(simulator, reactor)  # type: ignore[arg-type]
+    root = MultiService()
+    http = StreamServerEndpointService(
+        endpoints.serverFromString(reactor, listen),
+        site,  # type: ignore[no-untyped-call]
+    )
+    http._raiseSynchronously = True
+    http.setName("lvsandbox-http")
+    http.setServiceParent(root)
+    return root
