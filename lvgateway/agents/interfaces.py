@@ -1,0 +1,110 @@
+# ruff: noqa: N805  (zope Interface methods are declared without self)
+"""What the agent pool offers the parts that use it (calls, SIP, control).
+
+The pool never imports SIP or call code: they call these methods, and learn
+of the pool's changes through the listeners they register.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from lvgateway.livevox.parsing import Session
+
+
+class Refusal(enum.Enum):
+    """Why an agent may not take a call now; SIP maps each to its response code."""
+
+    UNKNOWN_NUMBER = "unknown number"  # 404
+    ON_CALL = "agent on a call"  # 486
+    LOGGED_OUT = "agent logged out"  # 480
+    CLOSED = "call centre closed"  # 480
+    PAUSED = "agents paused"  # 480
+    VENDOR_UNAVAILABLE = "vendor unavailable"  # 503
+    DRAINING = "gateway draining"  # 503
+
+
+@attrs.frozen
+class Admission:
+    """The pool's answer to "may this 899 number's agent take a call now?".
+
+    :param user_name: the agent's LiveVox login, when the number is known.
+    :param service_id: the agent's service, when the number is known.
+    :param refusal: ``None`` when the call may be taken, else why not.
+    :param detail: a human-readable reason for the log line.
+    """
+
+    user_name: str | None
+    service_id: str | None
+    refusal: Refusal | None
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the call may be taken."""
+        return self.refusal is None
+
+
+class IAgentPool(Interface):
+    """The virtual agents of one gateway, keyed by 899 number."""
+
+    def admit(phone_number: str) -> Admission:
+        """Decide whether the agent of ``phone_number`` may take a call now.
+
+        Yes for an agent logged in, joined and not on a call, including while
+        it becomes READY or is in its hourly NOT READY cycle (LiveVox may have
+        dispatched the call a moment before). ``phone_number`` may be in any
+        of the forms ``+1899…``, ``1899…``, ``899…``.
+        """
+
+    def call_started(user_name: str, call_id: str) -> None:
+        """Tell the pool that ``call_id`` was accepted for this agent: it is on a call."""
+
+    def call_ended(user_name: str, call_id: str) -> None:
+        """Tell the pool the call's legs are down: the agent is in wrap-up."""
+
+    def wrapup_done(user_name: str, call_id: str, moved_not_ready: bool) -> None:
+        """Tell the pool LiveVox has the call's term code.
+
+        :param moved_not_ready: whether the term code was saved with
+            ``moveAgentToNotReady`` true (LiveVox left the agent NOT READY).
+        """
+
+    def move_to_not_ready_after_call(user_name: str) -> bool:
+        """Return the ``moveAgentToNotReady`` flag for this agent's next term code.
+
+        False normally; true while the pool is paused, draining or closing,
+        or the agent is being taken out, so a wrap-up never re-readies an
+        agent the gateway is taking out.
+        """
+
+    def session_for(user_name: str) -> Deferred[Session]:
+        """Return the agent's current LiveVox session, logging it in again if it has none.
+
+        For the wrap-up, which saves term codes with the agent's session.
+        Errbacks with the login's error when the agent cannot log in.
+        """
+
+    def session_expired(user_name: str, session: Session) -> None:
+        """Tell the pool LiveVox answered 401 on ``session``: log the agent in again."""
+
+    def pause(cause: str, refusal: Refusal = Refusal.PAUSED) -> Deferred[None]:
+        """Set every agent NOT READY (with the configured reason code) and admit no calls.
+
+        Pauses are kept by cause (``"vendor health"``, ``"drain"``, an
+        operator's), and the pool stays paused while any cause remains; calls
+        are refused with the refusal of the earliest cause still in force.
+        Fires once every agent not on a call is NOT READY at LiveVox (or has
+        failed to be, which is logged).
+        """
+
+    def resume(cause: str) -> Deferred[None]:
+        """Withdraw one cause of :meth:`pause`; with none left, agents become READY again (within open hours)."""
+
+    def add_listener(listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(user_name, old_state, new_state)`` on every agent transition."""
