@@ -1,0 +1,137 @@
+"""Media port allocation: RTP/RTCP pairs (even, even + 1) from a configured range, on the reactor.
+
+The allocator binds each port with ``reactor.listenUDP`` and skips every
+port it cannot bind (another process, or a socket of ours still closing), so
+it needs no knowledge of the machine's other users. It walks the range from
+where it last stopped, round-robin, so a port just given back is the last to
+be reused: a late packet of an ended call is unlikely to reach the next one.
+A port stays *busy* until its socket is really closed (``stopListening``
+closes it on the next reactor turn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol
+
+from lvgateway.media.errors import PortsExhaustedError
+
+__all__ = ["BoundPort", "PortAllocator"]
+
+P = TypeVar("P", bound=DatagramProtocol)
+
+
+@attrs.frozen
+class BoundPort(Generic[P]):
+    """One bound media port.
+
+    :param number: the local port number.
+    :param listening: the reactor's listening port (``getHandle()`` is the socket).
+    :param protocol: the protocol receiving its datagrams.
+    """
+
+    number: int
+    listening: IListeningPort
+    protocol: P
+
+
+@attrs.define(eq=False)
+class PortAllocator:
+    """Allocates RTP/RTCP port pairs from ``[port_min, port_max]`` on one address.
+
+    :param reactor: provides ``IReactorUDP``.
+    :param interface: the address to bind.
+    :param port_min: the lowest port; rounded up to even.
+    :param port_max: the highest port; an RTP port needs its RTCP port at
+        most ``port_max``.
+    """
+
+    reactor: Any
+    interface: str
+    port_min: int
+    port_max: int
+    _busy: set[int] = attrs.field(factory=set, init=False)
+    _cursor: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        first = self.port_min + (self.port_min % 2)
+        if first + 1 > self.port_max:
+            raise ValueError(
+                f"media port range {self.port_min}-{self.port_max} holds no RTP/RTCP pair"
+            )
+        self.port_min = first
+        self._cursor = first
+
+    @property
+    def pairs_total(self) -> int:
+        """How many pairs the range holds."""
+        return (self.port_max - self.port_min + 1) // 2
+
+    @property
+    def ports_busy(self) -> int:
+        """Ports held by us, including ports still closing."""
+        return len(self._busy)
+
+    def pairs_free(self) -> int:
+        """Pairs not held by us (others' use of the range is seen only when binding)."""
+        return self.pairs_total - len(self._busy) // 2
+
+    def listen_pair(self, factory: Callable[[int], P]) -> tuple[BoundPort[P], BoundPort[P]]:
+        """Bind the next free pair: RTP on an even port, RTCP on the next.
+
+        :param factory: makes a fresh protocol for each port tried, given its
+            number (a protocol
+            whose bind failed is not reused: Twisted's ``doStop`` would clear
+            its transport later).
+        :returns: the RTP port and the RTCP port.
+        :raises lvgateway.media.errors.PortsExhaustedError: when no pair of the
+            range can be bound.
+        """
+        total = self.pairs_total
+        for _ in range(total):
+            rtp_number = self._cursor
+            self._cursor += 2
+            if self._cursor + 1 > self.port_max:
+                self._cursor = self.port_min
+            if rtp_number in self._busy or rtp_number + 1 in self._busy:
+                continue
+            rtp = self._bind(rtp_number, factory)
+            if rtp is None:
+                continue
+            rtcp = self._bind(rtp_number + 1, factory)
+            if rtcp is None:
+                self.close(rtp)
+                continue
+            return rtp, rtcp
+        raise PortsExhaustedError(
+            f"no free RTP/RTCP pair in {self.port_min}-{self.port_max} on {self.interface}"
+            f" ({len(self._busy)} ports held by this relay)"
+        )
+
+    def _bind(self, number: int, factory: Callable[[int], P]) -> BoundPort[P] | None:
+        protocol = factory(number)
+        try:
+            listening = self.reactor.listenUDP(number, protocol, interface=self.interface)
+        except CannotListenError:
+            return None
+        self._busy.add(number)
+        return BoundPort(number, listening, protocol)
+
+    def close(self, bound: BoundPort[Any]) -> Deferred[None]:
+        """Close a port; it is free again once the returned Deferred fires (never errbacks)."""
+        closing = bound.listening.stopListening()
+        if not isinstance(closing, Deferred):
+            self._busy.discard(bound.number)
+            return succeed(None)
+
+        def freed(result: object) -> None:
+            self._busy.discard(bound.number)
+
+        closing.addBoth(freed)
+        return closing

@@ -1,0 +1,571 @@
+"""The pure Twisted media engine: four UDP ports a call, symmetric RTP with guarded latching.
+
+Each call gets two RTP/RTCP pairs on ``MediaConfig.listen_host``: the
+*LiveVox-facing* pair, which the SDP sent to LiveVox names and LiveVox sends
+to, and the *vendor-facing* pair, named in the SDP sent to the vendor. A
+datagram from LiveVox on the LiveVox-facing RTP port goes out of the
+vendor-facing RTP port to the vendor, and the reverse; RTCP the same on the
+``+1`` ports. Payloads are untouched.
+
+**Latching.** Each side's destination starts as the address its SDP names.
+A datagram is accepted from a side when it comes from the address the side
+was last heard from, or from the host its SDP names, or from the side's
+allowed networks (LiveVox: ``sip.allowed_networks``; the vendor: its
+endpoints' addresses, per session); an accepted datagram from a new address
+*latches* the side to it (NAT, or a media server that sends from another
+port), and the side's datagrams go there from then on. Anyone else's
+datagrams are dropped and counted (``unknown_source``): a stranger cannot
+hijack a stream. A new SDP from a side with a different address resets its
+latch; an identical one (a refresh) keeps it.
+
+**Hot path.** ``datagramReceived`` compares the source with the latched
+address, reads the clock, calls the other port's ``socket.sendto`` directly
+(Twisted's ``Port.write`` re-validates the address of every datagram), and
+adds to plain integer counters; Prometheus counters are brought up to date
+once a second (``metrics_interval``), and on :meth:`TwistedMediaRelay.stats`.
+Nothing is logged per datagram.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from lvgateway.config.model import IPNetwork, MediaConfig
+from lvgateway.media.counters import (
+    DIRECTIONS,
+    DROP_REASONS,
+    FlowCounters,
+    MediaCounters,
+    MediaSide,
+    RelayStats,
+    silent_side,
+)
+from lvgateway.media.errors import (
+    MediaNotRunningError,
+    MediaSdpError,
+    MediaSessionReleasedError,
+    PortsExhaustedError,
+)
+from lvgateway.media.interfaces import IMediaRelay, IMediaSession, SdpResultCallback
+from lvgateway.media.metrics import MediaMetrics
+from lvgateway.media.ports import BoundPort, PortAllocator
+from lvgateway.media.sdp import MediaTarget, rewrite_sdp
+
+__all__ = ["TwistedMediaRelay", "TwistedMediaSession"]
+
+log = Logger()
+
+Address = tuple[str, int]
+
+#: Latch changes logged per port; more are only counted (a flapping source).
+LATCH_LOG_LIMIT = 3
+
+
+def _no_socket(data: bytes, addr: Address) -> int:
+    raise OSError("media port not bound")
+
+
+def _in_networks(host: str, networks: Sequence[IPNetwork]) -> bool:
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+class _RelayPort(DatagramProtocol):
+    """One local port: it receives one side's datagrams of one stream, and sends that side the other's.
+
+    ``remote`` is the address the side was last heard from on this stream
+    (``None`` before its first datagram); ``dest`` is where datagrams for
+    the side go (its SDP address until it is heard from, ``None`` on hold).
+    ``peer`` is the other side's port of the same stream.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        call_id: str,
+        side: MediaSide,
+        stream: str,
+        networks: Sequence[IPNetwork],
+        clock: Callable[[], float],
+    ) -> None:
+        self.call_id = call_id
+        self.side = side
+        self.stream = stream
+        self.networks = tuple(networks)
+        self.clock = clock
+        self.peer: _RelayPort = self
+        self.sendto: Callable[[bytes, Address], int] = _no_socket
+        self.remote: Address | None = None
+        self.dest: Address | None = None
+        self.sdp_addr: Address | None = None
+        self.sdp_host: str | None = None
+        self.hold = False
+        self.packets = 0
+        self.octets = 0
+        self.dropped_source = 0
+        self.dropped_nodest = 0
+        self.dropped_send = 0
+        self.last: float | None = None
+        self.latches = 0
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        """Relay one datagram to the other side, if it comes from this side."""
+        if addr != self.remote and not self._admit(addr):
+            return
+        self.last = self.clock()
+        peer = self.peer
+        dest = peer.dest
+        if dest is None:
+            self.dropped_nodest += 1
+            return
+        try:
+            peer.sendto(datagram, dest)
+        except OSError:
+            self.dropped_send += 1
+            return
+        self.packets += 1
+        self.octets += len(datagram)
+
+    def _admit(self, addr: Address) -> bool:
+        host = addr[0]
+        if host == self.sdp_host or _in_networks(host, self.networks):
+            previous, self.remote = self.remote, addr
+            if not self.hold:
+                self.dest = addr
+            self.latches += 1
+            if self.latches <= LATCH_LOG_LIMIT and addr != self.sdp_addr:
+                log.info(
+                    "media {call_id}: {side} {stream} latched to {host}:{port}"
+                    " (SDP said {sdp}, was {previous})",
+                    call_id=self.call_id,
+                    side=self.side,
+                    stream=self.stream,
+                    host=host,
+                    port=addr[1],
+                    sdp=self.sdp_addr,
+                    previous=previous,
+                )
+            return True
+        self.dropped_source += 1
+        if self.dropped_source in (1, 10, 100, 1000, 10000):
+            log.warn(
+                "media {call_id}: {stream} datagram from {host}:{port} dropped on the"
+                " {side}-facing port: not {side}'s address nor its allowed networks"
+                " ({dropped} dropped here so far)",
+                call_id=self.call_id,
+                side=self.side,
+                stream=self.stream,
+                host=host,
+                port=addr[1],
+                dropped=self.dropped_source,
+            )
+        return False
+
+    def set_target(self, addr: Address | None, host: str | None, hold: bool) -> None:
+        """Take the side's address from a new SDP; an unchanged SDP keeps the latch."""
+        if addr == self.sdp_addr and hold == self.hold and (host is None or host == self.sdp_host):
+            return
+        self.sdp_addr = addr
+        if host is not None:  # an old-style hold names no host: keep trusting the last one
+            self.sdp_host = host
+        self.hold = hold
+        self.remote = None
+        self.dest = None if hold else addr
+
+    def shut(self) -> None:
+        """Stop sending: the session is released."""
+        self.dest = None
+        self.sendto = _no_socket
+
+
+@implementer(IMediaSession)
+@attrs.define(eq=False)
+class TwistedMediaSession:
+    """One call's four relay ports; made by :meth:`TwistedMediaRelay.new_session`.
+
+    :param call_id: the gateway's call id, for logs.
+    :param relay: the engine it belongs to.
+    :param livevox_pair: the LiveVox-facing RTP and RTCP ports.
+    :param vendor_pair: the vendor-facing RTP and RTCP ports.
+    """
+
+    call_id: str
+    _relay: TwistedMediaRelay
+    _livevox_pair: tuple[BoundPort[_RelayPort], BoundPort[_RelayPort]]
+    _vendor_pair: tuple[BoundPort[_RelayPort], BoundPort[_RelayPort]]
+    _answered_at: float | None = attrs.field(default=None, init=False)
+    _released: bool = attrs.field(default=False, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+    _waiters: list[Deferred[None]] = attrs.field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        for mine, theirs in zip(self._livevox_pair, self._vendor_pair, strict=True):
+            mine.protocol.peer = theirs.protocol
+            theirs.protocol.peer = mine.protocol
+        for bound in self._bound():
+            bound.protocol.sendto = bound.listening.getHandle().sendto  # type: ignore[attr-defined]
+
+    def _bound(self) -> tuple[BoundPort[_RelayPort], ...]:
+        return (*self._livevox_pair, *self._vendor_pair)
+
+    def _ports(self) -> tuple[_RelayPort, _RelayPort, _RelayPort, _RelayPort]:
+        lv_rtp, lv_rtcp = self._livevox_pair
+        vd_rtp, vd_rtcp = self._vendor_pair
+        return lv_rtp.protocol, lv_rtcp.protocol, vd_rtp.protocol, vd_rtcp.protocol
+
+    @property
+    def livevox_port(self) -> int:
+        """The LiveVox-facing RTP port (named in the SDP sent to LiveVox)."""
+        return self._livevox_pair[0].number
+
+    @property
+    def vendor_port(self) -> int:
+        """The vendor-facing RTP port (named in the SDP sent to the vendor)."""
+        return self._vendor_pair[0].number
+
+    def on_caller_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> None:
+        """See :meth:`IMediaSession.on_caller_sdp_change`; calls back before returning."""
+        target = self._rewrite("livevox", sdp_body, self.vendor_port)
+        if isinstance(target, Exception):
+            result_callback(None, ex=target)
+            return
+        result_callback(sdp_body)
+
+    def on_callee_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> Any:
+        """See :meth:`IMediaSession.on_callee_sdp_change`: returns the body, errors on the next turn."""
+        target = self._rewrite("vendor", sdp_body, self.livevox_port)
+        if isinstance(target, Exception):
+            self._relay.reactor.callLater(0, result_callback, None, ex=target)
+            return None
+        return sdp_body
+
+    def _rewrite(self, side: MediaSide, sdp_body: Any, rtp_port: int) -> MediaTarget | Exception:
+        if self._released:
+            return MediaSessionReleasedError(f"media of call {self.call_id} already released")
+        try:
+            target = rewrite_sdp(sdp_body, self._relay.address, rtp_port)
+        except MediaSdpError as e:
+            log.warn(
+                "media {call_id}: {side}'s SDP refused: {reason}",
+                call_id=self.call_id,
+                side=side,
+                reason=str(e),
+            )
+            return e
+        except Exception as e:
+            log.failure(
+                "media {call_id}: rewriting {side}'s SDP failed", call_id=self.call_id, side=side
+            )
+            return MediaSdpError(f"SDP could not be rewritten: {type(e).__name__}")
+        rtp, rtcp = self._livevox_pair if side == "livevox" else self._vendor_pair
+        rtp.protocol.set_target(target.rtp, target.host, target.hold)
+        rtcp_host = target.rtcp[0] if target.rtcp is not None else target.host
+        rtcp.protocol.set_target(target.rtcp, rtcp_host, target.hold)
+        log.debug(
+            "media {call_id}: {side} wants RTP at {rtp} (hold: {hold})",
+            call_id=self.call_id,
+            side=side,
+            rtp=target.rtp,
+            hold=target.hold,
+        )
+        return target
+
+    def mark_answered(self) -> None:
+        """See :meth:`IMediaSession.mark_answered`."""
+        if self._answered_at is None:
+            self._answered_at = self._relay.monotonic()
+
+    def silent_side(self) -> MediaSide | None:
+        """See :meth:`IMediaSession.silent_side`."""
+        if self._answered_at is None or self._released:
+            return None
+        config = self._relay.config
+        return silent_side(
+            self.counters(),
+            self._relay.monotonic(),
+            self._answered_at,
+            config.initial_timeout,
+            config.timeout,
+        )
+
+    def counters(self) -> MediaCounters:
+        """See :meth:`IMediaSession.counters`."""
+        lv_rtp, lv_rtcp, vd_rtp, vd_rtcp = self._ports()
+        ports = (lv_rtp, lv_rtcp, vd_rtp, vd_rtcp)
+        return MediaCounters(
+            livevox_to_vendor=FlowCounters(
+                lv_rtp.packets + lv_rtcp.packets, lv_rtp.octets + lv_rtcp.octets
+            ),
+            vendor_to_livevox=FlowCounters(
+                vd_rtp.packets + vd_rtcp.packets, vd_rtp.octets + vd_rtcp.octets
+            ),
+            dropped={
+                "unknown_source": sum(p.dropped_source for p in ports),
+                "no_destination": sum(p.dropped_nodest for p in ports),
+                "send_error": sum(p.dropped_send for p in ports),
+            },
+            last_from_livevox=_latest(lv_rtp.last, lv_rtcp.last),
+            last_from_vendor=_latest(vd_rtp.last, vd_rtcp.last),
+            livevox_source=lv_rtp.remote,
+            vendor_source=vd_rtp.remote,
+            livevox_port=self.livevox_port,
+            vendor_port=self.vendor_port,
+        )
+
+    def release(self) -> Deferred[None]:
+        """See :meth:`IMediaSession.release`."""
+        waiter: Deferred[None] = Deferred()
+        if self._closed:
+            waiter.callback(None)
+            return waiter
+        self._waiters.append(waiter)
+        if self._released:
+            return waiter
+        self._released = True
+        for port in self._ports():
+            port.shut()
+        final = self.counters()
+        self._relay._session_released(self, final)
+        log.info(
+            "media {call_id}: released ports {livevox_port} (LiveVox) and {vendor_port} (vendor);"
+            " relayed {lv_packets} packets from LiveVox, {vd_packets} from the vendor;"
+            " dropped {dropped}",
+            call_id=self.call_id,
+            livevox_port=self.livevox_port,
+            vendor_port=self.vendor_port,
+            lv_packets=final.livevox_to_vendor.packets,
+            vd_packets=final.vendor_to_livevox.packets,
+            dropped=dict(final.dropped),
+        )
+        closing = [self._relay._allocator.close(bound) for bound in self._bound()]
+        gatherResults(closing, consumeErrors=True).addBoth(self._all_closed)
+        return waiter
+
+    def _all_closed(self, result: object) -> None:
+        self._closed = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+
+def _advertised(config: MediaConfig) -> str:
+    address = config.advertised_host or config.listen_host
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"media address {address!r} is not an IP address") from None
+    if parsed.is_unspecified:
+        raise ValueError(
+            f"media address {address!r} is a wildcard: set media.advertised_host"
+            " to the address peers reach the relay at"
+        )
+    return address
+
+
+@implementer(IMediaRelay)
+@attrs.define(eq=False)
+class TwistedMediaRelay:
+    """The pure Twisted :class:`~lvgateway.media.interfaces.IMediaRelay`.
+
+    :param reactor: provides ``IReactorUDP`` and ``IReactorTime``.
+    :param config: the media settings (address, port range, timeouts).
+    :param registry: the Prometheus registry its metrics go on.
+    :param livevox_networks: LiveVox's networks (``sip.allowed_networks``):
+        LiveVox's media is accepted from them as well as from the address
+        its SDP names.
+    :param monotonic: the clock of last-packet times and media timeouts.
+    :param metrics_interval: how often the Prometheus counters catch up.
+    :raises ValueError: when the address to advertise is a wildcard or not
+        an IP address, or the port range holds no pair.
+    """
+
+    reactor: Any
+    config: MediaConfig
+    registry: CollectorRegistry
+    livevox_networks: Sequence[IPNetwork] = ()
+    monotonic: Callable[[], float] = time.monotonic
+    metrics_interval: float = 1.0
+    address: str = attrs.field(init=False)
+    _allocator: PortAllocator = attrs.field(init=False)
+    _metrics: MediaMetrics = attrs.field(init=False)
+    _sessions: dict[TwistedMediaSession, None] = attrs.field(factory=dict, init=False)
+    _state: str = attrs.field(default="stopped", init=False)
+    _released_flows: dict[str, FlowCounters] = attrs.field(init=False)
+    _released_drops: dict[str, int] = attrs.field(init=False)
+    _flusher: LoopingCall | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.address = _advertised(self.config)
+        self._allocator = PortAllocator(
+            self.reactor, self.config.listen_host, self.config.port_min, self.config.port_max
+        )
+        self._metrics = MediaMetrics.on(self.registry)
+        self._released_flows = dict.fromkeys(DIRECTIONS, FlowCounters())
+        self._released_drops = dict.fromkeys(DROP_REASONS, 0)
+
+    def start(self) -> None:
+        """See :meth:`IMediaRelay.start`."""
+        if self._state == "running":
+            return
+        self._state = "running"
+        flusher = LoopingCall(self._flush_quietly)
+        flusher.clock = self.reactor
+        flusher.start(self.metrics_interval, now=False).addErrback(
+            lambda f: log.failure("media metrics loop stopped", f)
+        )
+        self._flusher = flusher
+        log.info(
+            "media relay (Twisted) on {host}, ports {port_min}-{port_max}, advertised as {address}",
+            host=self.config.listen_host,
+            port_min=self._allocator.port_min,
+            port_max=self.config.port_max,
+            address=self.address,
+        )
+
+    def stop(self) -> Deferred[None]:
+        """See :meth:`IMediaRelay.stop`."""
+        if self._state == "stopped":
+            return succeed(None)
+        self._state = "stopping"
+        releasing = [session.release() for session in list(self._sessions)]
+
+        def stopped(result: object) -> None:
+            if self._flusher is not None and self._flusher.running:
+                self._flusher.stop()
+            self._flusher = None
+            self._flush_quietly()
+            self._state = "stopped"
+            log.info("media relay stopped")
+
+        d: Deferred[Any] = gatherResults(releasing, consumeErrors=True)
+        return d.addBoth(stopped)
+
+    def online(self) -> str | None:
+        """See :meth:`IMediaRelay.online`."""
+        if self._state == "stopped":
+            return "media relay not started"
+        if self._state == "stopping":
+            return "media relay stopping"
+        if self._allocator.pairs_free() < 2:
+            return f"no free media ports ({len(self._sessions)} calls hold them)"
+        return None
+
+    def new_session(
+        self, call_id: str, vendor_networks: Sequence[IPNetwork] = ()
+    ) -> TwistedMediaSession:
+        """See :meth:`IMediaRelay.new_session`."""
+        if self._state != "running":
+            self._metrics.allocation_failures.labels(reason="not_running").inc()
+            raise MediaNotRunningError(f"media relay is {self._state}")
+        clock = self.monotonic
+
+        def port_factory(side: MediaSide, networks: Iterable[IPNetwork]) -> Any:
+            nets = tuple(networks)
+            return lambda number: _RelayPort(
+                call_id, side, "rtcp" if number % 2 else "rtp", nets, clock
+            )
+
+        try:
+            livevox_pair = self._allocator.listen_pair(
+                port_factory("livevox", self.livevox_networks)
+            )
+        except PortsExhaustedError:
+            self._refused(call_id)
+            raise
+        try:
+            vendor_pair = self._allocator.listen_pair(port_factory("vendor", vendor_networks))
+        except PortsExhaustedError:
+            for bound in livevox_pair:
+                self._allocator.close(bound)
+            self._refused(call_id)
+            raise
+        session = TwistedMediaSession(call_id, self, livevox_pair, vendor_pair)
+        self._sessions[session] = None
+        self._metrics.sessions.set(len(self._sessions))
+        log.info(
+            "media {call_id}: ports {livevox_port} (LiveVox-facing), {vendor_port} (vendor-facing)",
+            call_id=call_id,
+            livevox_port=session.livevox_port,
+            vendor_port=session.vendor_port,
+        )
+        return session
+
+    def _refused(self, call_id: str) -> None:
+        self._metrics.allocation_failures.labels(reason="ports_exhausted").inc()
+        log.warn(
+            "media {call_id}: no free ports in {port_min}-{port_max} ({sessions} calls hold ports)",
+            call_id=call_id,
+            port_min=self._allocator.port_min,
+            port_max=self.config.port_max,
+            sessions=len(self._sessions),
+        )
+
+    def _session_released(self, session: TwistedMediaSession, final: MediaCounters) -> None:
+        if session not in self._sessions:
+            return
+        del self._sessions[session]
+        self._released_flows["livevox_to_vendor"] += final.livevox_to_vendor
+        self._released_flows["vendor_to_livevox"] += final.vendor_to_livevox
+        for reason, count in final.dropped.items():
+            self._released_drops[reason] += count
+        self._metrics.sessions.set(len(self._sessions))
+
+    def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
+        flows = dict(self._released_flows)
+        drops = dict(self._released_drops)
+        for session in self._sessions:
+            c = session.counters()
+            flows["livevox_to_vendor"] += c.livevox_to_vendor
+            flows["vendor_to_livevox"] += c.vendor_to_livevox
+            for reason, count in c.dropped.items():
+                drops[reason] += count
+        return flows, drops
+
+    def flush_metrics(self) -> None:
+        """Bring the Prometheus counters up to the relay's totals now."""
+        flows, drops = self._totals()
+        self._metrics.add_totals(flows, drops)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush_metrics()
+        except Exception:
+            log.failure("media metrics could not be updated")
+
+    def stats(self) -> RelayStats:
+        """See :meth:`IMediaRelay.stats`; also brings the Prometheus counters up to date."""
+        flows, drops = self._totals()
+        self._metrics.add_totals(flows, drops)
+        return RelayStats(
+            sessions=len(self._sessions),
+            ports_in_use=self._allocator.ports_busy,
+            ports_total=self._allocator.pairs_total * 2,
+            livevox_to_vendor=flows["livevox_to_vendor"],
+            vendor_to_livevox=flows["vendor_to_livevox"],
+            dropped=drops,
+        )

@@ -1,0 +1,87 @@
+"""Media port allocation: even/odd pairs from the range, skipping ports in use, exhaustion and release."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.protocol import DatagramProtocol
+
+from lvgateway.media.errors import MediaUnavailableError, PortsExhaustedError
+from lvgateway.media.ports import PortAllocator
+from lvgateway.media.testing import MemoryUdpReactor
+
+HOST = "127.0.0.1"
+
+
+def protocol(number: int) -> DatagramProtocol:
+    """A plain protocol for a port."""
+    return DatagramProtocol()
+
+
+def allocator(reactor: MemoryUdpReactor, low: int = 20000, high: int = 20007) -> PortAllocator:
+    """An allocator over a small range on 127.0.0.1."""
+    return PortAllocator(reactor, HOST, low, high)
+
+
+def test_pairs_are_even_and_next() -> None:
+    """Each pair is an even RTP port and the odd RTCP port after it, bound on the configured address."""
+    reactor = MemoryUdpReactor()
+    rtp, rtcp = allocator(reactor).listen_pair(protocol)
+    assert (rtp.number, rtcp.number) == (20000, 20001)
+    assert set(reactor.udp) == {(HOST, 20000), (HOST, 20001)}
+    assert rtp.listening is reactor.udp[(HOST, 20000)]
+
+
+def test_odd_minimum_rounds_up() -> None:
+    """An odd port_min starts at the next even port."""
+    reactor = MemoryUdpReactor()
+    ports = allocator(reactor, 20001, 20007)
+    assert ports.pairs_total == 3
+    assert ports.listen_pair(protocol)[0].number == 20002
+
+
+def test_range_without_a_pair_is_refused() -> None:
+    """A range too small for one pair is a configuration error."""
+    with pytest.raises(ValueError, match="no RTP/RTCP pair"):
+        allocator(MemoryUdpReactor(), 20001, 20002)
+
+
+def test_ports_in_use_are_skipped() -> None:
+    """A pair whose RTP or RTCP port another process holds is skipped, and the half bound is closed."""
+    reactor = MemoryUdpReactor()
+    reactor.taken = {(HOST, 20001), (HOST, 20002)}
+    ports = allocator(reactor)
+    rtp, rtcp = ports.listen_pair(protocol)
+    assert (rtp.number, rtcp.number) == (20004, 20005)
+    reactor.advance(0)  # the half-bound 20000 closes on the next turn
+    assert set(reactor.udp) == {(HOST, 20004), (HOST, 20005)}
+    assert ports.ports_busy == 2
+
+
+def test_exhaustion_then_release() -> None:
+    """When every pair is held the allocator raises a 503 error; a closed pair is free again once closed."""
+    reactor = MemoryUdpReactor()
+    ports = allocator(reactor)
+    pairs = [ports.listen_pair(protocol) for _ in range(4)]
+    assert ports.pairs_free() == 0
+    with pytest.raises(PortsExhaustedError) as raised:
+        ports.listen_pair(protocol)
+    assert isinstance(raised.value, MediaUnavailableError)
+    assert raised.value.sip_code == 503
+
+    closing = [ports.close(bound) for bound in pairs[1]]
+    assert ports.pairs_free() == 0  # still closing
+    reactor.advance(0)
+    assert all(d.called for d in closing)
+    assert ports.pairs_free() == 1
+    assert ports.listen_pair(protocol)[0].number == 20002
+
+
+def test_round_robin_reuse() -> None:
+    """A pair just given back is the last to be reused."""
+    reactor = MemoryUdpReactor()
+    ports = allocator(reactor)
+    first = ports.listen_pair(protocol)
+    for bound in first:
+        ports.close(bound)
+    reactor.advance(0)
+    assert [ports.listen_pair(protocol)[0].number for _ in range(4)] == [20002, 20004, 20006, 20000]
