@@ -20,6 +20,7 @@ GATEWAY_TOML = """
 [gateway]
 state_dir = "state"
 drain_timeout = 5
+call_drain_timeout = 2
 
 [sip]
 listen_host = "127.0.0.1"

@@ -47,11 +47,14 @@ class GatewayIdentity:
     :param name: a name for this instance, in logs and the ``User-Agent``.
     :param state_dir: where the call store lives.
     :param drain_timeout: the bound on the whole ordered drain at stop.
+    :param call_drain_timeout: how long calls in progress may go on during the
+        drain before they are ended with BYE; part of ``drain_timeout``.
     """
 
     name: str
     state_dir: str
     drain_timeout: float
+    call_drain_timeout: float
 
 
 @attrs.frozen

@@ -117,7 +117,14 @@ def _identity(root: Table) -> GatewayIdentity:
         name=t.string("name", "lvgateway"),
         state_dir=t.path_value("state_dir"),
         drain_timeout=t.number("drain_timeout", 120.0, low=1.0),
+        call_drain_timeout=t.number("call_drain_timeout", 60.0, low=0.0),
     )
+    if identity.call_drain_timeout >= identity.drain_timeout:
+        t.problems.add(
+            t.key("call_drain_timeout"),
+            f"found {identity.call_drain_timeout:g}, expected less than drain_timeout "
+            f"({identity.drain_timeout:g}): the wrap-ups and log-outs come after the calls",
+        )
     t.finish()
     return identity
 

@@ -1,0 +1,439 @@
+"""One bridged call: the LiveVox leg, the vendor leg, their media, and how the call ends.
+
+The LiveVox leg (``ua_a``, Sippy's UAS) is answered by Sippy; its events go
+to the vendor leg (``ua_o``, a UAC) and back, as in Sippy's ``b2bua_simple``.
+What this class adds:
+
+- the call record is written before the vendor leg is placed;
+- the vendor leg fails over across the configured endpoints on timeout or
+  5xx, with the gateway's own setup timers (no progress, no answer) and a
+  maximum call length, each ending the call with a ``Reason``;
+- media is attached to the vendor leg (DESIGN.md, pitfall 6), so LiveVox's
+  session refreshes stay identical and are answered locally;
+- the end is decided once: who hung up, with which disposition, and whether
+  the LiveVox leg stays up for a transfer; the call store hears it once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sippy.CCEvents import CCEventConnect, CCEventDisconnect, CCEventFail, CCEventRing, CCEventTry
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from lvgateway.calls.disposition import disposition_from_headers
+from lvgateway.calls.interfaces import ICalls
+from lvgateway.calls.records import InviteFacts
+from lvgateway.config.model import VendorConfig
+from lvgateway.media.interfaces import IMediaSession
+from lvgateway.sip.headers import cased, context_headers, reason
+from lvgateway.sip.user_agent import GatewayUA
+from lvgateway.sip.vendor import ResolvedEndpoint
+
+__all__ = ["BridgedCall", "CallPhase"]
+
+log = Logger()
+
+
+class CallPhase(enum.Enum):
+    """Where a bridged call is."""
+
+    ACCEPTING = "accepting"  # writing the record
+    DIALLING = "dialling"  # the vendor leg is being placed
+    CONNECTED = "connected"
+    TRANSFERRING = "transferring"  # the vendor is done; LiveVox leg up until the store says
+    ENDED = "ended"
+
+
+class BridgedCall:
+    """A LiveVox call bridged to the AI vendor.
+
+    :param reactor: for the call's timers.
+    :param global_config: Sippy's, from the SIP stack.
+    :param calls: the call store.
+    :param facts: what the INVITE said.
+    :param invite_headers: the INVITE's headers, for pass-through.
+    :param vendor: the vendor's configuration (timers, headers).
+    :param endpoints: where to place the vendor leg, in failover order.
+    :param media: the call's media session.
+    :param on_finished: called once when both legs are down and the store told.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        global_config: dict[str, Any],
+        calls: ICalls,
+        facts: InviteFacts,
+        invite_headers: Sequence[tuple[str, str]],
+        vendor: VendorConfig,
+        endpoints: Callable[[], Any],
+        media: IMediaSession,
+        on_finished: Callable[[BridgedCall], None],
+    ) -> None:
+        self._reactor = reactor
+        self._global_config = global_config
+        self._calls = calls
+        self.facts = facts
+        self._invite_headers = list(invite_headers)
+        self._vendor = vendor
+        self._endpoints = endpoints
+        self.media = media
+        self._on_finished = on_finished
+        self.call_id: str | None = None
+        self.phase = CallPhase.ACCEPTING
+        self.ua_a = GatewayUA(global_config, self._from_livevox, call_id="-")
+        self.ua_a.local_ua = global_config.get("_uaname")
+        self.ua_o: GatewayUA | None = None
+        self._try_event: Any = None
+        self._remaining: list[ResolvedEndpoint] = []
+        self._timers: dict[str, IDelayedCall] = {}
+        self._end_told = False
+        self._livevox_down = False
+        self._vendor_down = True
+        self.sip_code: int | None = None
+        #: When the INVITE was accepted and the vendor answered, on the reactor's clock.
+        self.started_at: float = reactor.seconds()
+        self.connected_at: float | None = None
+
+    # -- the LiveVox leg ----------------------------------------------------
+
+    def _from_livevox(self, event: Any, ua: Any) -> None:
+        """An event from the LiveVox leg: the INVITE itself, a hang-up, a re-INVITE."""
+        if isinstance(event, CCEventTry) and self._try_event is None:
+            self._try_event = event
+            self._accept()
+            return
+        if isinstance(event, CCEventDisconnect | CCEventFail):
+            self._livevox_down = True
+            if self.phase in (CallPhase.ACCEPTING, CallPhase.DIALLING, CallPhase.CONNECTED):
+                self._end("caller_hangup", livevox_leg_up=False)
+            self._send_to_vendor(CCEventDisconnect(rtime=event.rtime))
+            self._maybe_finished()
+            return
+        if self.ua_o is not None and self.phase in (CallPhase.DIALLING, CallPhase.CONNECTED):
+            self.ua_o.recvEvent(event)
+
+    def _accept(self) -> None:
+        """Write the record, then place the vendor leg."""
+        d = self._calls.accept(self.facts)
+        d.addCallbacks(self._accepted, self._not_accepted)
+        d.addErrback(
+            lambda f: log.failure("call {call_id}: accepting it failed", f, call_id=self.call_id)
+        )
+
+    def _accepted(self, record: Any) -> None:
+        self.call_id = record.call_id
+        self.ua_a.call_id = record.call_id
+        if self._livevox_down:  # CANCEL came while the record was being written
+            return
+        self.phase = CallPhase.DIALLING
+        self._timers["max_duration"] = self._reactor.callLater(
+            self._vendor.max_call_duration, self._timed_out, 408, "maximum call duration reached"
+        )
+        d = self._endpoints()
+        d.addCallback(self._dial_first)
+        d.addErrback(self._no_endpoint)
+
+    def _not_accepted(self, failure: Any) -> None:
+        log.error(
+            "INVITE for {agent} refused with 503: the call record cannot be written: {error}",
+            agent=self.facts.agent,
+            error=failure.getErrorMessage(),
+        )
+        self._fail_livevox(503, "Service Unavailable")
+        self.phase = CallPhase.ENDED
+        self._maybe_finished()
+
+    def _no_endpoint(self, failure: Any) -> None:
+        log.error(
+            "call {call_id}: no vendor endpoint resolves: {error}",
+            call_id=self.call_id,
+            error=failure.getErrorMessage(),
+        )
+        self._setup_failed(503, "Service Unavailable")
+
+    # -- the vendor leg -------------------------------------------------------
+
+    def _dial_first(self, endpoints: list[ResolvedEndpoint]) -> None:
+        self._remaining = list(endpoints)
+        self._dial_next()
+
+    def _dial_next(self) -> None:
+        """Place the vendor leg on the next endpoint, or fail the call when none is left."""
+        if self._livevox_down or self.phase is not CallPhase.DIALLING:
+            return
+        if not self._remaining:
+            self._setup_failed(503, "Service Unavailable")
+            return
+        endpoint = self._remaining.pop(0)
+        assert self.call_id is not None
+        headers = context_headers(
+            self.call_id,
+            self.facts.agent,
+            self.facts.dnis,
+            self.facts.ani,
+            self.facts.service_id,
+            self._invite_headers,
+            self._vendor.static_headers,
+            self._vendor.pass_through_headers,
+        )
+        ua = GatewayUA(
+            self._global_config,
+            self._from_vendor,
+            endpoint.username,
+            endpoint.password,
+            (endpoint.address, endpoint.port),
+            call_id=self.call_id,
+            on_refer=self._vendor_referred,
+            extra_headers=headers,
+        )
+        ua.local_ua = self._global_config.get("_uaname")
+        ua.on_local_sdp_change = self.media.on_caller_sdp_change
+        ua.on_remote_sdp_change = self.media.on_callee_sdp_change
+        self.ua_o = ua
+        self._vendor_down = False
+        self.endpoint = endpoint
+        cid, cli, _cld, body, auth, caller_name = self._try_event.getData()
+        event = CCEventTry(
+            (
+                None,
+                cli,
+                endpoint.user or self.facts.dnis,
+                body.getCopy() if body is not None else None,
+                None,
+                caller_name,
+            ),
+            rtime=self._try_event.rtime,
+        )
+        self._arm("no_progress", self._vendor.no_progress_time, self._no_progress)
+        self._arm(
+            "no_answer", self._vendor.no_answer_time, self._timed_out, 408, "vendor did not answer"
+        )
+        log.info(
+            "call {call_id}: placing the vendor leg to {uri} ({address}:{port})",
+            call_id=self.call_id,
+            uri=endpoint.uri,
+            address=endpoint.address,
+            port=endpoint.port,
+        )
+        ua.recvEvent(event)
+        self._check_invite_size(ua)
+
+    def _check_invite_size(self, ua: Any) -> None:
+        data = getattr(getattr(ua, "tr", None), "data", None)
+        if data is not None and len(data) > self._vendor.max_invite_bytes:
+            log.warn(
+                "call {call_id}: the vendor INVITE is {size} bytes, over {limit}: UDP may fragment it;"
+                " trim [vendor] headers or pass_through_headers",
+                call_id=self.call_id,
+                size=len(data),
+                limit=self._vendor.max_invite_bytes,
+            )
+
+    def _from_vendor(self, event: Any, ua: Any) -> None:
+        """An event from the vendor leg: progress, answer, failure, hang-up, re-INVITE."""
+        if ua is not self.ua_o:
+            return  # a leg abandoned by failover
+        if isinstance(event, CCEventRing):
+            self._cancel("no_progress")
+            self.ua_a.recvEvent(event)
+        elif isinstance(event, CCEventConnect):
+            self._connected(event)
+        elif isinstance(event, CCEventFail):
+            self._vendor_failed(event)
+        elif isinstance(event, CCEventDisconnect):
+            self._vendor_hung_up(event)
+        else:
+            self.ua_a.recvEvent(event)
+
+    def _connected(self, event: Any) -> None:
+        first = self.phase is CallPhase.DIALLING
+        self._cancel("no_progress")
+        self._cancel("no_answer")
+        if first:
+            self.phase = CallPhase.CONNECTED
+            self.connected_at = self._reactor.seconds()
+            self.media.mark_answered()
+            expires = dict(self._invite_headers).get("session-expires")
+            if expires:
+                event.extra_headers = (cased("Session-Expires", expires), cased("Require", "timer"))
+            assert self.call_id is not None
+            d = self._calls.connected(self.call_id)
+            d.addErrback(
+                lambda f: log.failure(
+                    "call {call_id}: noting the answer failed", f, call_id=self.call_id
+                )
+            )
+            log.info("call {call_id}: connected to the vendor", call_id=self.call_id)
+        self.ua_a.recvEvent(event)
+
+    def _vendor_failed(self, event: Any) -> None:
+        code, phrase = event.getData()[:2]
+        self._vendor_down = True
+        if self.phase is CallPhase.DIALLING and (code >= 500 or code == 408) and self._remaining:
+            log.warn(
+                "call {call_id}: the vendor endpoint answered {code} {phrase}: failing over",
+                call_id=self.call_id,
+                code=code,
+                phrase=phrase,
+            )
+            self._dial_next()
+            return
+        if self.phase is CallPhase.DIALLING:
+            self._setup_failed(code if code >= 400 else 503, phrase)
+
+    def _vendor_hung_up(self, event: Any) -> None:
+        """The vendor sent BYE (or its leg dropped): read its disposition and end the call."""
+        self._vendor_down = True
+        headers = self.ua_o.bye_headers if self.ua_o is not None else None
+        disposition = disposition_from_headers(headers) if headers else None
+        if self.phase is CallPhase.TRANSFERRING:
+            self._maybe_finished()
+            return
+        transfer = disposition is not None and disposition.next_action == "transfer"
+        if transfer and not self._livevox_down:
+            self.phase = CallPhase.TRANSFERRING
+            self._end("vendor_hangup", disposition, livevox_leg_up=True)
+            return
+        self._end("vendor_hangup", disposition, livevox_leg_up=False)
+        self._hang_up_livevox_now(200, "Call completed")
+
+    def _vendor_referred(self, headers: list[tuple[str, str]]) -> None:
+        """The vendor sent REFER: a transfer to a human. The customer stays on the line."""
+        if self.phase is not CallPhase.CONNECTED or self.call_id is None:
+            return
+        self.phase = CallPhase.TRANSFERRING
+        self._end_told = True
+        disposition = disposition_from_headers(headers)
+        log.info("call {call_id}: the vendor asked for a transfer (REFER)", call_id=self.call_id)
+        d = self._calls.refer(self.call_id, disposition)
+        d.addErrback(
+            lambda f: log.failure(
+                "call {call_id}: recording the transfer failed", f, call_id=self.call_id
+            )
+        )
+
+    # -- ending -----------------------------------------------------------
+
+    def _timed_out(self, code: int, text: str) -> None:
+        log.warn("call {call_id}: {text}: ending it", call_id=self.call_id, text=text)
+        if self.phase is CallPhase.DIALLING:
+            self._setup_failed(code, text, end_reason="timeout")
+            return
+        self._end("timeout", livevox_leg_up=False)
+        self._send_to_vendor(self._bye(code, text))
+        self._hang_up_livevox_now(code, text)
+
+    def _no_progress(self) -> None:
+        """No provisional response from this endpoint in time: try the next one."""
+        if self.phase is not CallPhase.DIALLING:
+            return
+        log.warn(
+            "call {call_id}: no progress from {uri}: failing over",
+            call_id=self.call_id,
+            uri=self.endpoint.uri,
+        )
+        abandoned = self.ua_o
+        self.ua_o = None
+        if abandoned is not None:
+            abandoned.recvEvent(CCEventDisconnect())
+        if self._remaining:
+            self._dial_next()
+        else:
+            self._setup_failed(408, "vendor did not progress", end_reason="timeout")
+
+    def _setup_failed(self, code: int, phrase: str, end_reason: str = "setup_failed") -> None:
+        self._end(end_reason, livevox_leg_up=False)
+        self._send_to_vendor(CCEventDisconnect())
+        self._fail_livevox(code, phrase)
+
+    def _fail_livevox(self, code: int, phrase: str) -> None:
+        self.sip_code = code
+        if not self._livevox_down:
+            self._livevox_down = True
+            self.ua_a.recvEvent(CCEventFail((code, phrase)))
+        self._maybe_finished()
+
+    def _bye(self, cause: int, text: str) -> Any:
+        event = CCEventDisconnect()
+        event.reason_rfc3326 = reason(cause, text)
+        return event
+
+    def _send_to_vendor(self, event: Any) -> None:
+        if self.ua_o is not None and not self._vendor_down:
+            self._vendor_down = True
+            self.ua_o.recvEvent(event)
+
+    def _hang_up_livevox_now(self, cause: int, text: str) -> None:
+        if not self._livevox_down:
+            self._livevox_down = True
+            self.ua_a.recvEvent(self._bye(cause, text))
+        self._maybe_finished()
+
+    def hang_up_livevox(self, text: str) -> None:
+        """End both legs now: the store has closed a transferred call with LiveVox."""
+        self._send_to_vendor(self._bye(200, text))
+        self._hang_up_livevox_now(200, text)
+
+    def end_now(self, cause: int, text: str) -> None:
+        """End the call from the gateway's side (drain, operator), with a ``Reason``."""
+        if self.phase is CallPhase.DIALLING:
+            self._setup_failed(503, text, end_reason="gateway_failure")
+            return
+        self._end("gateway_failure", livevox_leg_up=False)
+        self._send_to_vendor(self._bye(cause, text))
+        self._hang_up_livevox_now(cause, text)
+
+    def _end(self, reason_name: str, disposition: Any = None, livevox_leg_up: bool = False) -> None:
+        """Tell the store how the call ended, once."""
+        for name in list(self._timers):
+            self._cancel(name)
+        if self.phase is not CallPhase.TRANSFERRING:
+            self.phase = CallPhase.ENDED
+        if self._end_told or self.call_id is None:
+            return
+        self._end_told = True
+        log.info(
+            "call {call_id}: ended ({reason}{transfer})",
+            call_id=self.call_id,
+            reason=reason_name,
+            transfer=", transfer pending" if livevox_leg_up else "",
+        )
+        d = self._calls.ended(self.call_id, reason_name, disposition, "bye", livevox_leg_up)
+        d.addErrback(
+            lambda f: log.failure(
+                "call {call_id}: recording the end failed", f, call_id=self.call_id
+            )
+        )
+
+    def _maybe_finished(self) -> None:
+        if (
+            self._livevox_down
+            and (self._vendor_down or self.ua_o is None)
+            and self.phase
+            in (
+                CallPhase.ENDED,
+                CallPhase.TRANSFERRING,
+            )
+        ):
+            self.phase = CallPhase.ENDED
+            for name in list(self._timers):
+                self._cancel(name)
+            self.media.release()
+            callback, self._on_finished = self._on_finished, lambda call: None
+            callback(self)
+
+    # -- timers -------------------------------------------------------------
+
+    def _arm(self, name: str, delay: float, f: Callable[..., None], *args: Any) -> None:
+        self._cancel(name)
+        self._timers[name] = self._reactor.callLater(delay, f, *args)
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None and timer.active():
+            timer.cancel()

@@ -1,0 +1,200 @@
+"""Where each new SIP request goes: the agent pool decides, the call map keeps the live calls.
+
+:class:`CallRouter` is the SIP stack's request callback. An INVITE's 899
+number is the Request-URI user, in any of its forms; the pool answers
+whether its agent may take a call, and a refusal gets its own code: unknown
+number 404, agent on a call 486, logged out, closed or paused 480, vendor
+unavailable or draining 503. An accepted INVITE becomes a
+:class:`~lvgateway.sip.call.BridgedCall`. The router is also the call
+store's hold on the calls' legs (:class:`~lvgateway.calls.interfaces.ICallLegs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from lvgateway.agents.interfaces import IAgentPool, Refusal
+from lvgateway.calls.interfaces import ICallLegs, ICalls
+from lvgateway.calls.records import InviteFacts
+from lvgateway.config.model import VendorConfig
+from lvgateway.media.errors import MediaUnavailableError
+from lvgateway.media.interfaces import IMediaRelay
+from lvgateway.sip.call import BridgedCall
+from lvgateway.sip.headers import request_headers
+from lvgateway.sip.metrics import SipMetrics
+from lvgateway.sip.vendor import VendorEndpoints
+
+__all__ = ["REFUSAL_CODES", "CallRouter"]
+
+log = Logger()
+
+#: The SIP response to each of the pool's refusals.
+REFUSAL_CODES: dict[Refusal, tuple[int, str]] = {
+    Refusal.UNKNOWN_NUMBER: (404, "Not Found"),
+    Refusal.ON_CALL: (486, "Busy Here"),
+    Refusal.LOGGED_OUT: (480, "Temporarily Unavailable"),
+    Refusal.CLOSED: (480, "Temporarily Unavailable"),
+    Refusal.PAUSED: (480, "Temporarily Unavailable"),
+    Refusal.VENDOR_UNAVAILABLE: (503, "Service Unavailable"),
+    Refusal.DRAINING: (503, "Service Unavailable"),
+}
+
+
+@implementer(ICallLegs)
+class CallRouter:
+    """Route new requests and keep the map of live calls.
+
+    :param reactor: for the calls' timers.
+    :param pool: decides who may take a call.
+    :param calls: the call store.
+    :param media: the media engine.
+    :param vendor: the vendor's configuration.
+    :param endpoints: the vendor endpoints.
+    :param metrics: the SIP metrics.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        pool: IAgentPool,
+        calls: ICalls,
+        media: IMediaRelay,
+        vendor: VendorConfig,
+        endpoints: VendorEndpoints,
+        metrics: SipMetrics,
+    ) -> None:
+        self._reactor = reactor
+        self._pool = pool
+        self._calls = calls
+        self._media = media
+        self._vendor = vendor
+        self._endpoints = endpoints
+        self._metrics = metrics
+        #: Sippy's configuration, set by the SIP service once its stack runs.
+        self.global_config: dict[str, Any] = {}
+        #: New INVITEs and OPTIONS get 503 once this is set (the drain).
+        self.draining = False
+        self.live: set[BridgedCall] = set()
+        self._busy: dict[str, BridgedCall] = {}
+        self._idle_waiters: list[Deferred[None]] = []
+
+    def handle_request(self, req: Any, sip_t: Any) -> Any:
+        """Sippy's callback for each request outside a dialog."""
+        method = req.getMethod()
+        if req.getHFBody("to").getTag() is not None:
+            return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
+        if method == "INVITE":
+            return self._invite(req, sip_t)
+        if method == "OPTIONS":
+            if self.draining:
+                return (req.genResponse(503, "Service Unavailable"), None, None)
+            return (req.genResponse(200, "OK"), None, None)
+        if method in ("ACK", "CANCEL"):
+            return None
+        return (req.genResponse(405, "Method Not Allowed"), None, None)
+
+    def _refuse(self, req: Any, code: int, phrase: str, why: str, number: str) -> Any:
+        log.info(
+            "INVITE to {number} refused {code} {phrase}: {why}",
+            number=number,
+            code=code,
+            phrase=phrase,
+            why=why,
+        )
+        self._metrics.call_result("refused", code)
+        return (req.genResponse(code, phrase), None, None)
+
+    def _invite(self, req: Any, sip_t: Any) -> Any:
+        number = str(req.getRURI().username or "")
+        if self.draining:
+            return self._refuse(req, 503, "Service Unavailable", Refusal.DRAINING.value, number)
+        admission = self._pool.admit(number)
+        if admission.refusal is not None:
+            code, phrase = REFUSAL_CODES[admission.refusal]
+            return self._refuse(
+                req, code, phrase, admission.detail or admission.refusal.value, number
+            )
+        agent = admission.user_name or ""
+        if agent in self._busy:
+            return self._refuse(
+                req, 486, "Busy Here", "agent already has a call being set up", number
+            )
+        headers = request_headers(req)
+        try:
+            media = self._media.new_session(
+                str(req.getHFBody("call-id")), self._endpoints.networks()
+            )
+        except MediaUnavailableError as e:
+            return self._refuse(req, 503, "Service Unavailable", f"no media: {e}", number)
+        from_url = req.getHFBody("from").getUrl()
+        facts = InviteFacts.from_headers(
+            agent,
+            number,
+            headers,
+            service_id=admission.service_id,
+            ani=from_url.username,
+            sip_call_id=str(req.getHFBody("call-id")),
+        )
+        call = BridgedCall(
+            self._reactor,
+            self.global_config,
+            self._calls,
+            facts,
+            headers,
+            self._vendor,
+            self._endpoints.in_order,
+            media,
+            self._finished,
+        )
+        self.live.add(call)
+        self._busy[agent] = call
+        self._metrics.active(len(self.live))
+        log.info("INVITE to {number} accepted for agent {agent}", number=number, agent=agent)
+        return call.ua_a.recvRequest(req, sip_t)
+
+    def _finished(self, call: BridgedCall) -> None:
+        self.live.discard(call)
+        if self._busy.get(call.facts.agent) is call:
+            del self._busy[call.facts.agent]
+        self._metrics.active(len(self.live))
+        self._metrics.call_finished(call, self._reactor.seconds())
+        if not self.live:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def by_call_id(self, call_id: str) -> BridgedCall | None:
+        """The live call with this gateway call id, if any."""
+        for call in self.live:
+            if call.call_id == call_id:
+                return call
+        return None
+
+    def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
+        """ICallLegs: end a call's LiveVox leg (and the vendor's, if up) with BYE."""
+        call = self.by_call_id(call_id)
+        if call is not None:
+            call.hang_up_livevox(reason)
+        return succeed(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """Fire once no call is live; cancelling it ends every live call with BYE and a Reason."""
+
+        def cancel(d: Deferred[None]) -> None:
+            self.end_all(503, "gateway shutting down")
+
+        d: Deferred[None] = Deferred(cancel)
+        if not self.live:
+            d.callback(None)
+        else:
+            self._idle_waiters.append(d)
+        return d
+
+    def end_all(self, cause: int, text: str) -> None:
+        """End every live call now, with a ``Reason``."""
+        for call in list(self.live):
+            call.end_now(cause, text)

@@ -1,0 +1,118 @@
+"""The SIP part as one service: the stack, the router, the vendor's health, and their drain steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from lvgateway.agents.interfaces import IAgentPool
+from lvgateway.calls.interfaces import ICalls
+from lvgateway.config.model import GatewayConfig
+from lvgateway.drain import DrainPhase, OrderedDrain
+from lvgateway.health import Readiness
+from lvgateway.media.interfaces import IMediaRelay
+from lvgateway.sip.health import VendorHealth
+from lvgateway.sip.metrics import SipMetrics
+from lvgateway.sip.routing import CallRouter
+from lvgateway.sip.stack import SipStack
+from lvgateway.sip.udp import SourceFilter
+from lvgateway.sip.vendor import VendorEndpoints
+
+__all__ = ["SipService"]
+
+log = Logger()
+
+
+class SipService(Service):
+    """Answer LiveVox's INVITEs and bridge them to the vendor while running.
+
+    :param reactor: the reactor.
+    :param config: the gateway's configuration.
+    :param pool: the agent pool.
+    :param calls: the call store.
+    :param media: the media engine.
+    :param registry: the metrics registry.
+    :param drain: where the SIP steps are registered.
+    :param readiness: where the SIP and vendor checks are added.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: GatewayConfig,
+        pool: IAgentPool,
+        calls: ICalls,
+        media: IMediaRelay,
+        registry: CollectorRegistry,
+        drain: OrderedDrain,
+        readiness: Readiness,
+    ) -> None:
+        self.metrics = SipMetrics(registry)
+        self.endpoints = VendorEndpoints(config.vendor.endpoints, reactor)
+        self.router = CallRouter(
+            reactor, pool, calls, media, config.vendor, self.endpoints, self.metrics
+        )
+        source_filter = SourceFilter(
+            config.sip.allowed_networks, reactor, on_drop=lambda host: self.metrics.dropped.inc()
+        )
+        user_agent = f"lvgateway ({config.gateway.name})"
+        self.stack = SipStack(
+            reactor,
+            config.sip.listen_host,
+            config.sip.listen_port,
+            source_filter,
+            self.router.handle_request,
+            user_agent=user_agent,
+            advertised_host=config.sip.advertised_host,
+        )
+        self.health = VendorHealth(
+            reactor,
+            self.endpoints,
+            pool,
+            config.vendor.health_interval,
+            config.vendor.health_failures,
+            user_agent,
+        )
+        drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
+        drain.register(
+            "let calls finish",
+            DrainPhase.FINISH_CALLS,
+            self.router.when_idle,
+            config.gateway.call_drain_timeout,
+        )
+        drain.register("stop SIP", DrainPhase.STOP_SIP, self._stop_sip, 5.0)
+        readiness.add_check("sip", self._not_listening)
+        readiness.add_check("vendor", self.health.unavailable)
+
+    def _not_listening(self) -> str | None:
+        return None if self.stack.running else "SIP is not listening"
+
+    def _refuse_calls(self) -> Deferred[None]:
+        self.router.draining = True
+        log.info(
+            "draining: new INVITEs and OPTIONS get 503; {live} calls up", live=len(self.router.live)
+        )
+        return succeed(None)
+
+    def _stop_sip(self) -> Deferred[None]:
+        self.health.stop()
+        if self.stack.running:
+            self.stack.stopService()
+        return succeed(None)
+
+    def startService(self) -> None:
+        """Bind SIP and start probing the vendor."""
+        self.stack.startService()
+        self.router.global_config = self.stack.global_config
+        self.health.global_config = self.stack.global_config
+        self.health.start()
+        Service.startService(self)
+
+    def stopService(self) -> None:
+        """Stop probing and listening (the drain has usually done it already)."""
+        Service.stopService(self)
+        self._stop_sip()

@@ -1,0 +1,96 @@
+"""Sippy's ``UA`` with the in-dialog behaviour a LiveVox call needs.
+
+Sippy 2.5.0, left alone, would hurt a LiveVox call in three ways (DESIGN.md,
+pitfalls 5, 7 and 8):
+
+- an in-dialog ``UPDATE`` gets no response at all, so LiveVox's session
+  refresh would be retransmitted and the call dropped: here a refreshing
+  UPDATE is answered 200 at once, echoing ``Session-Expires``, and not relayed;
+- a ``BYE`` keeps only its ``Reason``: here its headers are kept, for the
+  vendor's disposition;
+- a ``REFER`` becomes a BYE with ``Also`` towards the other leg, a hang-up on
+  the customer: here it is answered 202 and handed to the call instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sippy.SipAddress import SipAddress
+from sippy.SipConf import SipConf
+from sippy.SipContact import SipContact
+from sippy.SipURL import SipURL
+from sippy.UA import UA
+from twisted.logger import Logger
+
+from lvgateway.sip.headers import cased, request_headers
+
+__all__ = ["GatewayUA"]
+
+log = Logger()
+
+#: ``on_refer(headers)``: the REFER's headers, once it is answered 202.
+ReferHandler = Callable[[list[tuple[str, str]]], None]
+
+
+class GatewayUA(UA):  # type: ignore[misc]
+    """One leg of a bridged call.
+
+    :param call_id: the gateway's call id, for logs.
+    :param on_refer: called with a REFER's headers; ``None`` answers REFER 603.
+    Other arguments are ``sippy.UA.UA``'s.
+    """
+
+    def __init__(
+        self, *args: Any, call_id: str = "-", on_refer: ReferHandler | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Sippy's default Contact carries the display name "Anonymous", which some
+        # peers (SIPp among them) take into the Request-URI of their ACK and BYE.
+        url = SipURL(host=SipConf.my_address, port=SipConf.my_port, transport=SipConf.my_transport)
+        self.lContact = SipContact(address=SipAddress(url=url, hadbrace=True))
+        self.call_id = call_id
+        self.on_refer = on_refer
+        #: The headers of the BYE that ended this leg, if the peer sent one.
+        self.bye_headers: list[tuple[str, str]] | None = None
+        #: How many refreshing UPDATEs were answered here.
+        self.refreshes = 0
+
+    def recvRequest(self, req: Any, sip_t: Any) -> Any:
+        """Handle UPDATE, REFER and BYE as the module says; everything else as Sippy does."""
+        method = req.getMethod()
+        if method == "BYE":
+            self.bye_headers = request_headers(req)
+        elif method == "UPDATE" and self.state is not None:
+            return self._answer_update(req)
+        elif method == "REFER" and self.state is not None:
+            return self._answer_refer(req)
+        return super().recvRequest(req, sip_t)
+
+    def _answer_update(self, req: Any) -> Any:
+        body = req.getBody()
+        if body is not None and self.rSDP is not None and str(body) != str(self.rSDP):
+            # A real media change by UPDATE would need relaying, which Sippy
+            # cannot do: refuse it, so the peer falls back to a re-INVITE.
+            log.warn("call {call_id}: UPDATE with a new SDP refused (488)", call_id=self.call_id)
+            return (req.genResponse(488, "Not Acceptable Here", server=self.local_ua), None, None)
+        resp = req.genResponse(
+            200, "OK", body=self.lSDP if body is not None else None, server=self.local_ua
+        )
+        if req.countHFs("session-expires") > 0:
+            resp.appendHeader(cased("Session-Expires", str(req.getHFBody("session-expires"))))
+            resp.appendHeader(cased("Require", "timer"))
+        self.refreshes += 1
+        return (resp, None, None)
+
+    def _answer_refer(self, req: Any) -> Any:
+        if self.on_refer is None:
+            return (req.genResponse(603, "Decline", server=self.local_ua), None, None)
+        headers = request_headers(req)
+        resp = req.genResponse(202, "Accepted", server=self.local_ua)
+        try:
+            self.on_refer(headers)
+        except Exception:
+            log.failure("call {call_id}: handling the vendor's REFER failed", call_id=self.call_id)
+        return (resp, None, None)
