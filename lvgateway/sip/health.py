@@ -80,11 +80,16 @@ class VendorHealth:
             self._loop.stop()
 
     def _round(self) -> Deferred[None]:
-        d = self._endpoints.in_order()
-        d.addCallback(lambda found: DeferredList([self._probe(e) for e in found]))
-        d.addCallback(lambda results: any(ok and answered for ok, answered in results))
-        d.addErrback(lambda f: False)  # no endpoint resolves: a failed round
-        return d.addCallback(self._judge)
+        return Deferred.fromCoroutine(self._one_round())
+
+    async def _one_round(self) -> None:
+        try:
+            found = await self._endpoints.in_order()
+        except LookupError:
+            self._judge(False)  # no endpoint resolves: a failed round
+            return
+        results = await DeferredList([self._probe(e) for e in found])
+        self._judge(any(ok and answered for ok, answered in results))
 
     def _probe(self, endpoint: ResolvedEndpoint) -> Deferred[bool]:
         """Send one OPTIONS; fire True on any final response, False on Sippy's local 408."""
