@@ -21,7 +21,7 @@ async def wait_until(condition: Callable[[], Any], bound: float, what: str) -> A
             return value
         if reactor.seconds() > deadline:  # type: ignore[attr-defined]
             raise AssertionError(f"gave up after {bound}s waiting for {what}")
-        await deferLater(reactor, 0.01, lambda: None)  # type: ignore[arg-type]
+        await deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
 
 
 class RawSipPeer(DatagramProtocol):

@@ -52,6 +52,8 @@ class LogWriter:
         self._parts: list[str] = []
         self._level = level
         self._what = what
+        #: How many unparseable messages Sippy reported.
+        self.malformed = 0
 
     def write(self, text: str) -> None:
         """Collect a piece of a message."""
@@ -60,9 +62,30 @@ class LogWriter:
     def flush(self) -> None:
         """Log what was collected as one event."""
         text, self._parts = "".join(self._parts), []
-        if text.strip():
-            emit = log.error if self._level == "error" else log.debug
-            emit("{what}: {text}", what=self._what, text=text.rstrip())
+        if not text.strip():
+            return
+        if "can't parse SIP" in text or "when processing incoming data" in text:
+            self._malformed(text)
+            return
+        emit = log.error if self._level == "error" else log.debug
+        emit("{what}: {text}", what=self._what, text=text.rstrip())
+
+    def _malformed(self, text: str) -> None:
+        """A message Sippy could not parse: one short warning, thinned to 1, 10, 100... per kind."""
+        self.malformed += 1
+        if self.malformed & (self.malformed - 1) and self.malformed % 1000:
+            return  # logged at 1, 2, 4, 8... and every thousandth
+        lines = [line for line in text.splitlines() if line.strip()]
+        source = next(
+            (line.split(" from ", 1)[1].rstrip(":") for line in lines if " from " in line), "?"
+        )
+        error = next((line for line in lines if "Error" in line.split(":", 1)[0]), "unparseable")
+        log.warn(
+            "malformed SIP message from {source} dropped ({error}); {count} so far",
+            source=source,
+            error=error.strip(),
+            count=self.malformed,
+        )
 
 
 @attrs.define
