@@ -59,6 +59,8 @@ class VendorHealth:
         self.global_config: dict[str, Any] = {}
         self.failed_rounds = 0
         self.paused = False
+        #: How long a probe waits for an answer.
+        self._probe_timeout = max(0.5, min(interval, 5.0))
         self._loop = LoopingCall(self._round)
         self._loop.clock = reactor
 
@@ -102,7 +104,7 @@ class VendorHealth:
             method="OPTIONS",
             ruri=SipURL(username=endpoint.user, host=endpoint.address, port=endpoint.port),
             cseq=1,
-            target=(endpoint.address, endpoint.port),
+            target=((endpoint.address, endpoint.port), "udp"),
             user_agent=self._user_agent,
         )
         req.getHFBody("from").genTag()
@@ -116,7 +118,16 @@ class VendorHealth:
             d.callback(ok)
 
         tm.newTransaction(req, answered)
+        # Sippy would report silence only after its 32 s transaction timer: give up sooner.
+        timer = self._reactor.callLater(
+            self._probe_timeout, lambda: d.called or self._silent(endpoint, d)
+        )
+        d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return d
+
+    def _silent(self, endpoint: ResolvedEndpoint, d: Deferred[bool]) -> None:
+        self._endpoints.set_health(endpoint.uri, False)
+        d.callback(False)
 
     def _judge(self, any_answered: bool) -> None:
         if any_answered:
