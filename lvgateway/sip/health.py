@@ -126,6 +126,8 @@ class VendorHealth:
         return d
 
     def _silent(self, endpoint: ResolvedEndpoint, d: Deferred[bool]) -> None:
+        if d.called:
+            return
         self._endpoints.set_health(endpoint.uri, False)
         d.callback(False)
 
