@@ -119,9 +119,7 @@ class VendorHealth:
 
         tm.newTransaction(req, answered)
         # Sippy would report silence only after its 32 s transaction timer: give up sooner.
-        timer = self._reactor.callLater(
-            self._probe_timeout, lambda: d.called or self._silent(endpoint, d)
-        )
+        timer = self._reactor.callLater(self._probe_timeout, self._silent, endpoint, d)
         d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return d
 
