@@ -63,6 +63,8 @@ engine = "twisted"
 listen_host = "127.0.0.1"
 port_min = {port_min}
 port_max = {port_max}
+initial_timeout = {initial_timeout}
+timeout = {initial_timeout}
 [wrapup]
 fallback_term_code = "done"
 transfer_term_code = "transfer"
@@ -100,6 +102,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         port_max=port_min + 39,
         health_interval=kw.get("health_interval", 60),
         no_progress=kw.get("no_progress", 5),
+        initial_timeout=kw.get("media_timeout", 60),
     )
     return parse_config(text, source=str(tmp / "gateway.toml"))
 

@@ -192,3 +192,20 @@ async def test_source_not_allowed_gets_nothing(gateway: SipGateway, tmp_path: Pa
     assert result.code != 0 and "timed out" in result.output
     assert gateway.sip.stack.source_filter.dropped >= 1
     assert gateway.calls.events == [] and gateway.pool.events == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_rtp_ends_the_call_with_bye_and_reason(tmp_path: Path) -> None:
+    """With neither side sending RTP, the media timeout ends both legs with BYE and a Reason."""
+    vendor_port = free_udp_port(VENDOR)
+    gateway = start_gateway(tmp_path, [vendor_port], media_timeout=1)
+    try:
+        vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+        livevox = await sipp(
+            "livevox_wait_bye.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        assert livevox.code == 0, livevox
+        assert (await vendor).code == 0
+        assert ended(gateway)[0]["reason"] == "timeout"
+    finally:
+        await gateway.stop()

@@ -328,6 +328,20 @@ class BridgedCall:
         self._send_to_vendor(self._bye(code, text))
         self._hang_up_livevox_now(code, text)
 
+    def check_media(self) -> bool:
+        """End the call if a side has sent no RTP past its media timeout; return whether it did."""
+        if self.phase is not CallPhase.CONNECTED:
+            return False
+        side = self.media.silent_side()
+        if side is None:
+            return False
+        text = f"no RTP from the {side} side"
+        log.warn("call {call_id}: {text}: ending it", call_id=self.call_id, text=text)
+        self._end("timeout", livevox_leg_up=False)
+        self._send_to_vendor(self._bye(408, text))
+        self._hang_up_livevox_now(408, text)
+        return True
+
     def _no_progress(self) -> None:
         """No provisional response from this endpoint in time: try the next one."""
         if self.phase is not CallPhase.DIALLING:

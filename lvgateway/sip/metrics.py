@@ -43,6 +43,11 @@ class SipMetrics:
             "From the vendor's answer to the end of the call.",
             buckets=(5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0),
         )
+        self.media_timeouts = counter(
+            registry,
+            "lvgateway_media_timeouts_total",
+            "Calls ended because a side sent no RTP for longer than its media timeout.",
+        )
         self.dropped = counter(
             registry,
             "lvgateway_sip_datagrams_dropped_total",

@@ -167,6 +167,15 @@ class CallRouter:
             for d in waiters:
                 d.callback(None)
 
+    def check_media(self) -> None:
+        """End every call with a side silent past its media timeout (run every few seconds)."""
+        for call in list(self.live):
+            try:
+                if call.check_media():
+                    self._metrics.media_timeouts.inc()
+            except Exception:
+                log.failure("call {call_id}: checking its media failed", call_id=call.call_id)
+
     def by_call_id(self, call_id: str) -> BridgedCall | None:
         """The live call with this gateway call id, if any."""
         for call in self.live:

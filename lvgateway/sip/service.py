@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lvgateway.agents.interfaces import IAgentPool
@@ -77,6 +78,11 @@ class SipService(Service):
             config.vendor.health_failures,
             user_agent,
         )
+        self._media_check = LoopingCall(self.router.check_media)
+        self._media_check.clock = reactor
+        self._media_check_interval = max(
+            0.2, min(2.0, config.media.initial_timeout / 4, config.media.timeout / 4)
+        )
         drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
         drain.register(
             "let calls finish",
@@ -100,6 +106,8 @@ class SipService(Service):
 
     def _stop_sip(self) -> Deferred[None]:
         self.health.stop()
+        if self._media_check.running:
+            self._media_check.stop()
         if self.stack.running:
             self.stack.stopService()
         return succeed(None)
@@ -110,6 +118,9 @@ class SipService(Service):
         self.router.global_config = self.stack.global_config
         self.health.global_config = self.stack.global_config
         self.health.start()
+        self._media_check.start(self._media_check_interval, now=False).addErrback(
+            lambda f: log.failure("the media timeout check stopped", f)
+        )
         Service.startService(self)
 
     def stopService(self) -> None:
