@@ -30,17 +30,56 @@ POST     ``/faults/expire-sessions``     ``{"user": optional}``
 POST     ``/faults/outage``              ``{"until" or "duration", "mode", "status"}``
 DELETE   ``/faults/outage``              end the outage
 =======  ==============================  ===========================================
+
+The SIP half (:mod:`.sandbox_sip`), when the sandbox runs it (503 otherwise):
+
+=======  ==================================  =======================================
+method   path (under ``/_sandbox``)          what
+=======  ==================================  =======================================
+POST     ``/dial``                           place a call: optional ``agent`` or
+                                             ``phoneNumber``, ``customerNumber``,
+                                             ``accountNumber``, ``callDuration``,
+                                             ``includeTransactionId``,
+                                             ``includeAgentLoginId``; 201
+                                             ``{"call": result}``; 409 no READY
+                                             agent, 429 over the rate, 503 a bound
+POST     ``/dial/{id}/hangup``               BYE (or CANCEL) now
+GET      ``/calls/results?limit=N``          ``{"summary": ..., "results": [...]}``
+GET      ``/calls/results/{id}``             one result (by id, SIP Call-ID or
+                                             callSessionId)
+GET      ``/dialler``                        the dialler's summary
+POST     ``/dialler/start``                  ``{"rate", "count"}`` (both optional)
+POST     ``/dialler/stop``                   stop the automatic dialler
+GET      ``/echo-bot/calls``                 ``{"calls": [...], "refused": n}``
+GET      ``/echo-bot/calls/{id}``            one call (by id, SIP Call-ID or the
+                                             gateway's X-LVGW-Call-ID)
+POST     ``/echo-bot/calls/{id}/hangup``     BYE now, or REFER with
+                                             ``{"transfer": true}``
+GET      ``/echo-bot/scripts``               the default and the queued scripts
+POST     ``/echo-bot/scripts``               queue a script: ``ani``, ``dnis``
+                                             (patterns), ``count`` (default 1,
+                                             null for every call), ``answerDelay``,
+                                             ``ring``, ``reject``, ``rejectReason``,
+                                             ``neverAnswer``, ``silent``,
+                                             ``callDuration``,
+                                             ``transfer``, ``termCode``,
+                                             ``callOutcome``, ``result``, ``others``
+DELETE   ``/echo-bot/scripts``               forget the queued scripts
+=======  ==================================  =======================================
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lvgateway.sandbox.journal import journal_page
 from lvgateway.sandbox.livevox_records import LiveVoxError
 from lvgateway.sandbox.simulator import SimRequest, SimResponse, Simulator, encode_json
+
+if TYPE_CHECKING:
+    from lvgateway.sandbox.sandbox_sip import SandboxSip
 
 ADMIN_PREFIX = "_sandbox"
 
@@ -87,14 +126,15 @@ def _body(request: SimRequest) -> Mapping[str, Any]:
     return body
 
 
-def handle_admin(sim: Simulator, request: SimRequest) -> SimResponse:
+def handle_admin(sim: Simulator, request: SimRequest, sip: SandboxSip | None = None) -> SimResponse:
     """Answer one admin request.
 
     :param sim: the simulator.
     :param request: a request whose path starts with ``/_sandbox``.
+    :param sip: the SIP half (dialler and echo bot), if the sandbox runs it.
     """
     try:
-        status, body = _dispatch(sim, request)
+        status, body = _dispatch(sim, request, sip)
     except LiveVoxError as e:
         status, body = e.status, e.body()
     except ValueError as e:
@@ -102,7 +142,7 @@ def handle_admin(sim: Simulator, request: SimRequest) -> SimResponse:
     return SimResponse(status, b"" if body is None else encode_json(body))
 
 
-def _dispatch(sim: Simulator, request: SimRequest) -> tuple[int, Any]:
+def _dispatch(sim: Simulator, request: SimRequest, sip: SandboxSip | None) -> tuple[int, Any]:
     segments = [s for s in request.path.split("/") if s]
     if not segments or segments[0] != ADMIN_PREFIX:
         raise LiveVoxError(404, "Resource not found")
@@ -110,6 +150,10 @@ def _dispatch(sim: Simulator, request: SimRequest) -> tuple[int, Any]:
     method = request.method
     body = _body(request) if method in ("POST", "PUT") else {}
 
+    if path[:1] in (("dial",), ("dialler",), ("echo-bot",)) or path[:2] == ("calls", "results"):
+        if sip is None:
+            raise LiveVoxError(503, "The sandbox's SIP half is not running")
+        return _sip(sip, path, method, body, request)
     if path == ("journal",) and method == "GET":
         since = _int_query(request, "since", 0) or 0
         limit = _int_query(request, "limit", None)
@@ -188,3 +232,90 @@ def _faults(
     else:
         raise LiveVoxError(404, "Resource not found")
     return 200, sim.faults.describe()
+
+
+def _sip(
+    sip: SandboxSip,
+    path: tuple[str, ...],
+    method: str,
+    body: Mapping[str, Any],
+    request: SimRequest,
+) -> tuple[int, Any]:
+    dialler, bot = sip.dialler, sip.echo_bot
+    if path == ("dial",) and method == "POST":
+        duration = _field(body, "callDuration", (int, float), None)
+        result = dialler.dial(
+            _optional_str(body, "agent"),
+            phone_number=_optional_str(body, "phoneNumber"),
+            customer_number=_optional_str(body, "customerNumber"),
+            account_number=_optional_str(body, "accountNumber"),
+            call_duration=None if duration is None else float(duration),
+            include_transaction_id=_field(body, "includeTransactionId", (bool,), None),
+            include_agent_login_id=_field(body, "includeAgentLoginId", (bool,), None),
+        )
+        return 201, {"call": result.to_json()}
+    if len(path) == 3 and path[0] == "dial" and path[2] == "hangup" and method == "POST":
+        try:
+            return 200, {"call": dialler.hangup(path[1]).to_json()}
+        except KeyError:
+            raise LiveVoxError(404, f"No call {path[1]} is up") from None
+    if path == ("calls", "results") and method == "GET":
+        limit = _int_query(request, "limit", None)
+        results = list(dialler.results)
+        if limit is not None:
+            results = results[-limit:] if limit > 0 else []
+        return 200, {"summary": dialler.summary(), "results": [r.to_json() for r in results]}
+    if len(path) == 3 and path[:2] == ("calls", "results") and method == "GET":
+        found = dialler.result(path[2])
+        if found is None:
+            raise LiveVoxError(404, f"No call result {path[2]}")
+        return 200, {"call": found.to_json()}
+    if path == ("dialler",) and method == "GET":
+        return 200, dialler.summary()
+    if path == ("dialler", "start") and method == "POST":
+        rate = _field(body, "rate", (int, float), None)
+        dialler.start_auto(
+            None if rate is None else float(rate), _field(body, "count", (int,), None)
+        )
+        return 200, dialler.summary()
+    if path == ("dialler", "stop") and method == "POST":
+        dialler.stop_auto()
+        return 200, dialler.summary()
+    if path == ("echo-bot", "calls") and method == "GET":
+        return 200, {"calls": [c.to_json() for c in bot.calls], "refused": bot.refused}
+    if len(path) == 3 and path[:2] == ("echo-bot", "calls") and method == "GET":
+        call = bot.call(path[2])
+        if call is None:
+            raise LiveVoxError(404, f"No echo bot call {path[2]}")
+        return 200, {"call": call.to_json()}
+    if len(path) == 4 and path[:2] == ("echo-bot", "calls") and path[3] == "hangup":
+        if method != "POST":
+            raise LiveVoxError(405, "Method not allowed")
+        try:
+            call = bot.end_call(path[2], transfer=_field(body, "transfer", (bool,), None))
+        except KeyError:
+            raise LiveVoxError(404, f"No echo bot call {path[2]} is up") from None
+        return 200, {"call": call.to_json()}
+    if path == ("echo-bot", "scripts"):
+        if method == "GET":
+            return 200, {
+                "default": bot.default.to_json(),
+                "scripts": [r.to_json() for r in bot.rules],
+            }
+        if method == "POST":
+            # Imported here: the simulator alone (tests, benchmarks) need not import Sippy.
+            from lvgateway.sandbox.echo_bot import EchoScript
+
+            every_call = "count" in body and body["count"] is None
+            count = None if every_call else _field(body, "count", (int,), 1)
+            rule = bot.script(
+                EchoScript.from_json(body),
+                ani=_field(body, "ani", (str,), None),
+                dnis=_field(body, "dnis", (str,), None),
+                count=count,
+            )
+            return 201, {"script": rule.to_json()}
+        if method == "DELETE":
+            bot.clear_scripts()
+            return 200, {"scripts": []}
+    raise LiveVoxError(404, "Resource not found")

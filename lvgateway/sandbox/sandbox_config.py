@@ -16,6 +16,7 @@ simulator, or read from the environment through a ``*_env`` key.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -293,6 +294,125 @@ class AiaConfig:
     token: Secret
 
 
+#: The sandbox's SIP address: etc/demo.toml's vendor endpoint is ``sip:echo@127.0.0.2:5080``.
+DEFAULT_SIP_HOST = "127.0.0.2"
+DEFAULT_SIP_PORT = 5080
+#: Where the demo gateway listens (etc/demo.toml ``[sip]``).
+DEFAULT_GATEWAY_HOST = "127.0.0.1"
+DEFAULT_GATEWAY_PORT = 5070
+
+
+@attrs.frozen
+class SipConfig:
+    """The sandbox's one SIP stack, shared by the echo bot (answering) and the dialler (calling).
+
+    :param listen_host: the IP literal to bind; the dialler's INVITEs come from it too.
+    :param listen_port: the UDP port, 0 for one the kernel picks.
+    :param allowed_networks: sources whose datagrams reach the stack; others are dropped.
+    :param rtp_host: the IP literal RTP ports are bound on.
+    :param user_agent: the ``User-Agent``/``Server`` header.
+    :param trace: log every SIP message at debug level.
+    """
+
+    listen_host: str = DEFAULT_SIP_HOST
+    listen_port: int = DEFAULT_SIP_PORT
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+    )
+    rtp_host: str = DEFAULT_SIP_HOST
+    user_agent: str = "lvsandbox"
+    trace: bool = False
+
+
+@attrs.frozen
+class DiallerConfig:
+    """LiveVox's side of a call: the SIP dialler that puts the simulator's calls through.
+
+    :param gateway_host: the IP literal INVITEs go to (the gateway).
+    :param gateway_port: its SIP port.
+    :param call_duration: seconds after the answer at which the dialler hangs
+        up with BYE; 0 waits for the gateway's BYE.
+    :param setup_timeout: seconds to wait for a final answer before CANCEL.
+    :param include_transaction_id: add ``X-transaction-id`` (LiveVox's sample has none).
+    :param include_agent_login_id: add ``X-agent-login-id``.
+    :param record_route: add the sample's three ``Record-Route`` headers.
+    :param carrier_name: the ``Carrier-Name`` header.
+    :param pool_name: the ``Pool-Name`` header.
+    :param session_expires: the ``Session-Expires`` seconds (``;refresher=uac``).
+    :param session_refresh: seconds between refreshing re-INVITEs; 0 sends none.
+    :param auto_start: start placing calls at ``call_rate`` when the sandbox starts.
+    :param call_rate: calls per second the automatic dialler places.
+    :param auto_count: calls the automatic dialler places before stopping; 0 for no limit.
+    :param max_calls: calls the dialler places in its lifetime, however asked; 0 for no limit.
+    :param max_concurrent_calls: calls up at once, however asked.
+    :param max_call_rate: calls started per second, however asked.
+    :param results_kept: how many call results are kept (oldest dropped).
+    :param rtp_drain: seconds to wait after the media stops for echoes in flight.
+    """
+
+    gateway_host: str = DEFAULT_GATEWAY_HOST
+    gateway_port: int = DEFAULT_GATEWAY_PORT
+    call_duration: float = 30.0
+    setup_timeout: float = 30.0
+    include_transaction_id: bool = False
+    include_agent_login_id: bool = False
+    record_route: bool = True
+    carrier_name: str = "tmis"
+    pool_name: str = "carrierinbound"
+    session_expires: int = 1800
+    session_refresh: float = 0.0
+    auto_start: bool = False
+    call_rate: float = 0.5
+    auto_count: int = 0
+    max_calls: int = 10000
+    max_concurrent_calls: int = 4
+    max_call_rate: float = 10.0
+    results_kept: int = 1000
+    rtp_drain: float = 0.3
+
+
+@attrs.frozen
+class EchoBotConfig:
+    """The AI vendor's side: a SIP UAS that answers, echoes RTP and ends calls with a disposition.
+
+    :param answer_delay: seconds between the INVITE and the 200 OK.
+    :param ring: send 180 Ringing at once.
+    :param call_duration: seconds after the answer at which the bot ends the
+        call (BYE, or REFER for a transfer); 0 waits for the gateway's BYE.
+    :param max_concurrent_calls: calls up at once; more are answered 503.
+    :param transfer_share: share of calls (0 to 1) ended with a REFER to a human.
+    :param transfer_ani_pattern: a regular expression; calls whose ANI matches
+        it are transferred ("" for none).
+    :param refer_to: the ``Refer-To`` URI of a transfer.
+    :param term_code: ``X-LV-Term-Code`` when the call is done.
+    :param call_outcome: ``X-LV-Call-Outcome`` when done.
+    :param result: ``X-LV-Result`` when done.
+    :param transfer_term_code: ``X-LV-Term-Code`` on a transfer.
+    :param transfer_call_outcome: ``X-LV-Call-Outcome`` on a transfer.
+    :param transfer_result: ``X-LV-Result`` on a transfer.
+    :param others: ``X-LV-Other1`` onwards, in order (at most 20).
+    :param seed: seed of the random choice behind ``transfer_share``.
+    :param calls_kept: how many call records are kept (oldest dropped).
+    """
+
+    answer_delay: float = 0.5
+    ring: bool = True
+    call_duration: float = 15.0
+    max_concurrent_calls: int = 100
+    transfer_share: float = 0.0
+    transfer_ani_pattern: str = ""
+    refer_to: str = "sip:transfer@127.0.0.2"
+    term_code: str = "AI Completed"
+    call_outcome: str = "completed"
+    result: str = "AGENT - Completed"
+    transfer_term_code: str = "Transfer To Agent"
+    transfer_call_outcome: str = "transfer"
+    transfer_result: str = "AGENT - Transfer"
+    others: tuple[str, ...] = ()
+    seed: int = 1
+    calls_kept: int = 1000
+
+
 @attrs.frozen
 class SandboxConfig:
     """Everything the LiveVox simulator needs.
@@ -315,6 +435,9 @@ class SandboxConfig:
     :param services: the services with their term codes.
     :param contacts: contacts loaded at start, in LiveVox's JSON shape.
     :param aia: the AIA endpoint, if configured.
+    :param sip: the SIP stack shared by the dialler and the echo bot.
+    :param dialler: the LiveVox SIP dialler.
+    :param echo_bot: the AI echo bot.
     """
 
     source: str
@@ -331,6 +454,9 @@ class SandboxConfig:
     services: tuple[ServiceConfig, ...]
     contacts: tuple[Mapping[str, Any], ...]
     aia: AiaConfig | None
+    sip: SipConfig = SipConfig()
+    dialler: DiallerConfig = DiallerConfig()
+    echo_bot: EchoBotConfig = EchoBotConfig()
 
     def service(self, service_id: str) -> ServiceConfig | None:
         """Return the service with this id, or ``None``."""
@@ -451,6 +577,128 @@ def _parse_aia(t: _Table, environ: Mapping[str, str]) -> AiaConfig:
     )
 
 
+def _ip_literal(t: _Table, key: str, default: str) -> str:
+    value: str = t.string(key, default)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as e:
+        raise t.fail(key, f"expected an IP address such as 127.0.0.2, found {value!r}") from e
+    return value
+
+
+def _port(t: _Table, key: str, default: int, *, zero_ok: bool) -> int:
+    value: int = t.integer(key, default, minimum=0 if zero_ok else 1)
+    if value > 65535:
+        raise t.fail(key, f"expected a port up to 65535, found {value}")
+    return value
+
+
+def _seconds(t: _Table, key: str, default: float, *, zero_ok: bool) -> float:
+    value: float = t.number(key, default)
+    if value < 0 or (value == 0 and not zero_ok):
+        expected = "a number of seconds >= 0" if zero_ok else "a positive number of seconds"
+        raise t.fail(key, f"expected {expected}, found {value}")
+    return value
+
+
+def _parse_sip(t: _Table | None, source: str) -> SipConfig:
+    t = t or _Table(source, "sip", {})
+    host = _ip_literal(t, "listen_host", DEFAULT_SIP_HOST)
+    networks = []
+    for i, cidr in enumerate(t.strings("allowed_networks", ("127.0.0.0/8",))):
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as e:
+            raise SandboxConfigError(
+                f"{source}: {t.key_path('allowed_networks')}[{i}]: expected a network such "
+                f"as 127.0.0.0/8, found {cidr!r}"
+            ) from e
+    config = SipConfig(
+        listen_host=host,
+        listen_port=_port(t, "listen_port", DEFAULT_SIP_PORT, zero_ok=True),
+        allowed_networks=tuple(networks),
+        rtp_host=_ip_literal(t, "rtp_host", host),
+        user_agent=t.string("user_agent", "lvsandbox"),
+        trace=t.boolean("trace", False),
+    )
+    t.done()
+    return config
+
+
+def _parse_dialler(t: _Table | None, source: str) -> DiallerConfig:
+    t = t or _Table(source, "dialler", {})
+    d = DiallerConfig()
+    max_call_rate = t.number("max_call_rate", d.max_call_rate, positive=True)
+    call_rate = t.number("call_rate", d.call_rate, positive=True)
+    if call_rate > max_call_rate:
+        raise t.fail(
+            "call_rate", f"expected at most max_call_rate ({max_call_rate}), found {call_rate}"
+        )
+    session_expires = t.integer("session_expires", d.session_expires, minimum=90)
+    config = DiallerConfig(
+        gateway_host=_ip_literal(t, "gateway_host", d.gateway_host),
+        gateway_port=_port(t, "gateway_port", d.gateway_port, zero_ok=False),
+        call_duration=_seconds(t, "call_duration", d.call_duration, zero_ok=True),
+        setup_timeout=_seconds(t, "setup_timeout", d.setup_timeout, zero_ok=False),
+        include_transaction_id=t.boolean("include_transaction_id", d.include_transaction_id),
+        include_agent_login_id=t.boolean("include_agent_login_id", d.include_agent_login_id),
+        record_route=t.boolean("record_route", d.record_route),
+        carrier_name=t.string("carrier_name", d.carrier_name),
+        pool_name=t.string("pool_name", d.pool_name),
+        session_expires=session_expires,
+        session_refresh=_seconds(t, "session_refresh", d.session_refresh, zero_ok=True),
+        auto_start=t.boolean("auto_start", d.auto_start),
+        call_rate=call_rate,
+        auto_count=t.integer("auto_count", d.auto_count, minimum=0),
+        max_calls=t.integer("max_calls", d.max_calls, minimum=0),
+        max_concurrent_calls=t.integer("max_concurrent_calls", d.max_concurrent_calls, minimum=1),
+        max_call_rate=max_call_rate,
+        results_kept=t.integer("results_kept", d.results_kept, minimum=1),
+        rtp_drain=_seconds(t, "rtp_drain", d.rtp_drain, zero_ok=True),
+    )
+    t.done()
+    return config
+
+
+def _parse_echo_bot(t: _Table | None, source: str) -> EchoBotConfig:
+    t = t or _Table(source, "echo_bot", {})
+    d = EchoBotConfig()
+    share = t.number("transfer_share", d.transfer_share)
+    if not 0.0 <= share <= 1.0:
+        raise t.fail("transfer_share", f"expected a share from 0 to 1, found {share}")
+    pattern = t.string("transfer_ani_pattern", d.transfer_ani_pattern, empty_ok=True)
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise t.fail("transfer_ani_pattern", f"not a valid regular expression: {e}") from e
+    refer_to = t.string("refer_to", d.refer_to)
+    if not refer_to.lower().startswith("sip:"):
+        raise t.fail("refer_to", f"expected a sip: URI, found {refer_to!r}")
+    others = t.strings("others", d.others)
+    if len(others) > 20:
+        raise t.fail("others", f"expected at most 20 values (Other1..Other20), found {len(others)}")
+    config = EchoBotConfig(
+        answer_delay=_seconds(t, "answer_delay", d.answer_delay, zero_ok=True),
+        ring=t.boolean("ring", d.ring),
+        call_duration=_seconds(t, "call_duration", d.call_duration, zero_ok=True),
+        max_concurrent_calls=t.integer("max_concurrent_calls", d.max_concurrent_calls, minimum=1),
+        transfer_share=share,
+        transfer_ani_pattern=pattern,
+        refer_to=refer_to,
+        term_code=t.string("term_code", d.term_code),
+        call_outcome=t.string("call_outcome", d.call_outcome),
+        result=t.string("result", d.result),
+        transfer_term_code=t.string("transfer_term_code", d.transfer_term_code),
+        transfer_call_outcome=t.string("transfer_call_outcome", d.transfer_call_outcome),
+        transfer_result=t.string("transfer_result", d.transfer_result),
+        others=tuple(others),
+        seed=t.integer("seed", d.seed),
+        calls_kept=t.integer("calls_kept", d.calls_kept, minimum=1),
+    )
+    t.done()
+    return config
+
+
 def sandbox_config_from_dict(
     data: Mapping[str, Any],
     source: str = "<dict>",
@@ -528,6 +776,9 @@ def sandbox_config_from_dict(
 
     aia_table = root.table("aia")
     aia = _parse_aia(aia_table, env) if aia_table is not None else None
+    sip = _parse_sip(root.table("sip"), source)
+    dialler = _parse_dialler(root.table("dialler"), source)
+    echo_bot = _parse_echo_bot(root.table("echo_bot"), source)
     root.done()
 
     return SandboxConfig(
@@ -545,6 +796,9 @@ def sandbox_config_from_dict(
         services=tuple(services),
         contacts=tuple(contacts),
         aia=aia,
+        sip=sip,
+        dialler=dialler,
+        echo_bot=echo_bot,
     )
 
 
@@ -584,9 +838,12 @@ def load_sandbox_config(
 __all__: Sequence[str] = [
     "DEFAULT_CONFIG_PATH",
     "AiaConfig",
+    "DiallerConfig",
+    "EchoBotConfig",
     "SandboxConfig",
     "SandboxConfigError",
     "ServiceConfig",
+    "SipConfig",
     "TermCodeCategoryConfig",
     "TermCodeConfig",
     "UserConfig",

@@ -1,8 +1,13 @@
-"""``twistd lvsandbox``: run the LiveVox simulator as a service.
+"""``twistd lvsandbox``: run the LiveVox simulator, its SIP dialler and the AI echo bot.
 
 ::
 
     twistd -n lvsandbox --config etc/sandbox.toml [--listen tcp:7480:interface=127.0.0.1]
+
+The REST simulator listens on ``[server] listen``; the SIP half (one SIP
+stack, the echo bot answering on it, the dialler calling from it) on
+``[sip]``; the dialler starts placing calls by itself if ``[dialler]
+auto_start`` is set, else on ``POST /_sandbox/dial`` or ``/_sandbox/dialler/start``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from lvgateway.sandbox.sandbox_config import (
     SandboxConfigError,
     load_sandbox_config,
 )
+from lvgateway.sandbox.sandbox_sip import SandboxSip, attach_sip_admin
 from lvgateway.sandbox.simulator import Simulator
 
 
@@ -41,7 +47,8 @@ class Options(usage.Options):
 
 
 def makeService(options: usage.Options) -> IService:
-    """Build the simulator's service tree: one HTTP listener, named ``lvsandbox-http``.
+    """Build the sandbox's service tree: the HTTP listener ``lvsandbox-http`` and the
+    SIP half ``lvsandbox-sip`` (:class:`SandboxSip`).
 
     :param options: parsed :class:`Options`.
     """
@@ -59,4 +66,8 @@ def makeService(options: usage.Options) -> IService:
     http._raiseSynchronously = True
     http.setName("lvsandbox-http")
     http.setServiceParent(root)
+    sip = SandboxSip(config, simulator, reactor)
+    sip.setName("lvsandbox-sip")  # type: ignore[no-untyped-call]
+    sip.setServiceParent(root)  # type: ignore[no-untyped-call]
+    attach_sip_admin(site, sip)
     return root

@@ -64,7 +64,9 @@ class LogWriter:
         text, self._parts = "".join(self._parts), []
         if not text.strip():
             return
-        if "can't parse SIP" in text or "when processing incoming data" in text:
+        if "can't parse SIP" in text or (
+            "when processing incoming data" in text and _parse_error(text)
+        ):
             self._malformed(text)
             return
         emit = log.error if self._level == "error" else log.debug
@@ -86,6 +88,24 @@ class LogWriter:
             error=error.strip(),
             count=self.malformed,
         )
+
+
+#: Exceptions Sippy raises on a malformed message it got past its parser's guard.
+_PARSE_ERRORS = (
+    "SipParseError",
+    "ESipHeaderCSV",
+    "UnicodeDecodeError",
+    "ValueError",
+    "KeyError",
+    "IndexError",
+    "TypeError",
+)
+
+
+def _parse_error(text: str) -> bool:
+    """Whether a Sippy traceback ends in one of the exceptions bad input causes."""
+    last = [line for line in text.splitlines() if line.strip() and not line.startswith("-")]
+    return any(line.split(":", 1)[0].rsplit(".", 1)[-1] in _PARSE_ERRORS for line in last[-12:])
 
 
 @attrs.define

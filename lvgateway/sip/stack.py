@@ -75,6 +75,31 @@ class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
                 userv = self.l4r.getServer(laddress or address, is_local=laddress is not None)
         return super().newTransaction(msg, resp_cb, laddress, userv, *args, **kwargs)
 
+    def shutdown(self) -> None:
+        """Stop, cancelling the timers of transactions in flight first.
+
+        Sippy's own shutdown drops its transaction tables but leaves their
+        retransmission timers armed: a BYE in flight at stop would fire on the
+        dead manager and log a ``TypeError`` traceback half a second later.
+        """
+        for table in (self.tclient, self.tserver):
+            for t in list((table or {}).values()):
+                for name in ("teA", "teB", "teC", "teD", "teE", "teF", "teG"):
+                    timer = getattr(t, name, None)
+                    if timer is not None:
+                        timer.cancel()
+        super().shutdown()
+
+    def unregConsumer(self, consumer: Any, call_id: str) -> None:
+        """Forget a user agent; after shutdown there is nothing to forget.
+
+        A user agent goes dead 32 s after its call ends and unregisters then,
+        which may be after the stack stopped.
+        """
+        if self.req_consumers is None:
+            return
+        super().unregConsumer(consumer, call_id)
+
 
 class SipStack(Service):
     """Listen for SIP on UDP and hand each new request to ``request_handler``.
