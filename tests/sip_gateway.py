@@ -37,7 +37,7 @@ call_drain_timeout = 5
 [sip]
 listen_host = "127.0.0.1"
 listen_port = 0
-allowed_networks = ["127.0.0.1/32", "127.0.0.3/32"]
+allowed_networks = {allowed}
 [livevox]
 base_url = "http://127.0.0.1:1"
 client_name = "test"
@@ -89,11 +89,10 @@ def free_udp_port(host: str) -> int:
 
 
 def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> GatewayConfig:
-    """A gateway config whose vendor endpoints are SIPp instances on 127.0.0.3."""
+    """A gateway config whose vendor endpoints are SIPp instances on 127.0.0.3 (or ``vendor_host``)."""
+    host = kw.get("vendor_host", "127.0.0.3")
     os.environ.setdefault("LVGW_TEST_TOKEN", "test-token-value")
-    endpoints = "".join(
-        f'[[vendor.endpoints]]\nuri = "sip:bot@127.0.0.3:{p}"\n' for p in vendor_ports
-    )
+    endpoints = "".join(f'[[vendor.endpoints]]\nuri = "sip:bot@{host}:{p}"\n' for p in vendor_ports)
     port_min = 40000 + (os.getpid() % 500) * 40
     text = CONFIG.format(
         state=tmp / "state",
@@ -103,6 +102,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         health_interval=kw.get("health_interval", 60),
         no_progress=kw.get("no_progress", 5),
         initial_timeout=kw.get("media_timeout", 60),
+        allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
     )
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
@@ -133,7 +133,7 @@ class SipGateway:
 def start_gateway(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> SipGateway:
     """Start the SIP part with agents AIVA1..3 on +18990000001..3, all ready."""
     config = gateway_config(tmp, vendor_ports, **kw)
-    pool = FakeAgentPool(FakeAgent(f"AIVA{n}", f"+189900000{n:02d}") for n in range(1, 4))
+    pool = FakeAgentPool(FakeAgent(f"AIVA{n}", f"+189900000{n:02d}") for n in range(1, 5))
     calls = FakeCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
     media = TwistedMediaRelay(

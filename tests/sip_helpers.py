@@ -72,3 +72,17 @@ def options_request(
 def never(*_: Any) -> Deferred[None]:
     """A Deferred that never fires."""
     return Deferred()
+
+
+async def wait_until_async(
+    check: Callable[[], Any], bound: float, what: str, interval: float = 0.1
+) -> Any:
+    """Await ``check()`` (a coroutine function) until its result is truthy, or fail after ``bound`` seconds."""
+    deadline = reactor.seconds() + bound  # type: ignore[attr-defined]
+    while True:
+        value = await check()
+        if value:
+            return value
+        if reactor.seconds() > deadline:  # type: ignore[attr-defined]
+            raise AssertionError(f"gave up after {bound}s waiting for {what}")
+        await deferLater(reactor, interval, lambda: None)  # type: ignore[arg-type]

@@ -1,0 +1,156 @@
+"""Audio both ways through the gateway: the sandbox's dialler calls the echo bot across the SIP part and its relay.
+
+SIPp cannot check the RTP it receives, so the project's own dialler (playing
+LiveVox) and echo bot (playing the AI vendor) do, in a sandbox process of
+their own (one Sippy stack per process). The gateway's SIP part and media
+relay run in the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+
+from .sip_gateway import SipGateway, free_udp_port, start_gateway
+from .sip_helpers import wait_until, wait_until_async
+from .test_sandbox_sip_process import PASSWORD, ROOT, TOKEN, TWISTD, free_port, sandbox_toml
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def http(
+    base: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """One request to the sandbox, without blocking the reactor the gateway runs on."""
+    data = None if body is None else json.dumps(body).encode()
+    response = await treq.request(
+        method,
+        base + path,
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    content = await response.content()
+    return response.code, json.loads(content) if content else None
+
+
+async def make_ready(base: str, agent: str) -> None:
+    """Log an agent in, join it and make it READY at the simulator, as the pool would."""
+    status, body = await http(
+        base,
+        "POST",
+        "/session/login",
+        {"clientName": "demo", "userName": agent, "password": PASSWORD, "agent": True},
+        {"LV-Access": TOKEN},
+    )
+    assert status == 200, body
+    session = {"LV-Session": body["sessionId"]}
+    for path in (
+        "/callControl/agent/service/join?serviceId=1234567",
+        "/callControl/agent/status/ready",
+    ):
+        status, body = await http(base, "POST", path, headers=session)
+        assert status == 204, (path, status, body)
+
+
+@pytest_twisted.async_yield_fixture
+async def bridged(tmp_path: Path) -> AsyncIterator[tuple[SipGateway, str]]:
+    """The gateway's SIP part on 127.0.0.1, and a sandbox on 127.0.0.2 whose dialler calls it."""
+    sandbox_sip = free_udp_port("127.0.0.2")
+    gateway = start_gateway(
+        tmp_path, [sandbox_sip], vendor_host="127.0.0.2", allowed='["127.0.0.2/32"]'
+    )
+    http_port = free_port("127.0.0.1", __import__("socket").SOCK_STREAM)
+    config = tmp_path / "sandbox.toml"
+    config.write_text(
+        sandbox_toml(
+            {
+                "listen_port = 5080": f"listen_port = {sandbox_sip}",
+                "gateway_port = 5070": f"gateway_port = {gateway.port}",
+                "answer_delay = 0.5": "answer_delay = 0.1",
+                "call_duration = 15.0": "call_duration = 30.0",
+            }
+        )
+    )
+    log = tmp_path / "sandbox.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                *TWISTD,
+                "-n",
+                "--pidfile=",
+                "lvsandbox",
+                "--config",
+                str(config),
+                "--listen",
+                f"tcp:{http_port}:interface=127.0.0.1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+        )
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+
+        async def up() -> bool:
+            try:
+                return (await http(base, "GET", "/_sandbox/dialler"))[0] == 200
+            except Exception:
+                return False
+
+        await wait_until_async(up, 30, f"the sandbox to answer (log: {log})")
+        yield gateway, base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: process.poll() is not None, 15, "the sandbox to exit")
+        await gateway.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_audio_crosses_the_gateway_both_ways_and_never_between_calls(
+    bridged: tuple[SipGateway, str],
+) -> None:
+    """Two concurrent calls through the gateway: every packet echoed back, none lost, none from the other call."""
+    gateway, base = bridged
+    await make_ready(base, "AIVA1")
+    await make_ready(base, "AIVA2")
+    placed: list[str] = []
+
+    async def dial(agent: str) -> bool:
+        status, body = await http(
+            base, "POST", "/_sandbox/dial", {"agent": agent, "callDuration": 2}
+        )
+        if status == 429:  # the dialler's rate bound: try again shortly
+            return False
+        assert status == 201, body
+        placed.append(body["call"]["id"])
+        return True
+
+    for agent in ("AIVA1", "AIVA2"):
+        await wait_until_async(lambda agent=agent: dial(agent), 5, f"the dialler to call {agent}")  # type: ignore[misc]
+    results: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        _, body = await http(base, "GET", "/_sandbox/calls/results")
+        results.update({r["id"]: r for r in body["results"] if r["done"]})
+        return all(i in results for i in placed)
+
+    await wait_until_async(finished, 30, "both calls to finish")
+    for call in placed:
+        rtp = results[call]["rtp"]
+        assert results[call]["audioOk"], json.dumps(results[call])
+        assert rtp["lost"] == 0 and rtp["foreign"] == 0 and rtp["malformed"] == 0
+        assert rtp["received"] >= 50, (
+            rtp
+        )  # two seconds at 50 packets a second, less what is in flight
+    await wait_until(lambda: not gateway.sip.router.live, 10, "both calls to leave the call map")
+    assert [e for e, _, _ in gateway.calls.events].count("connected") == 2
