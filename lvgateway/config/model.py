@@ -348,6 +348,25 @@ class LoggingConfig:
 
 
 @attrs.frozen
+class ChildProcessConfig:
+    """A process the gateway runs beside itself, such as the demo's sandbox.
+
+    :param name: for logs and the service tree.
+    :param argv: the command line, ``{python}`` and ``{bindir}`` filled in
+        (the gateway's interpreter and its folder).
+    :param env: variables added to the gateway's environment.
+    :param cwd: the working directory (relative to the config file's folder).
+    :param stop_timeout: seconds between SIGTERM and SIGKILL at stop.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    stop_timeout: float
+
+
+@attrs.frozen
 class GatewayConfig:
     """The whole, validated configuration of one gateway process.
 
@@ -369,6 +388,7 @@ class GatewayConfig:
     vendor_api: VendorApiConfig | None
     manhole: ManholeConfig | None
     logging: LoggingConfig
+    child_processes: tuple[ChildProcessConfig, ...] = ()
 
     def secrets(self) -> list[tuple[str, Secret]]:
         """Return every secret with the key path it came from, for the summary and tests."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+import sys
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -24,6 +25,7 @@ from lvgateway.config.model import (
     AgentConfig,
     AgentTimings,
     AiaConfig,
+    ChildProcessConfig,
     GatewayConfig,
     GatewayIdentity,
     IPNetwork,
@@ -103,6 +105,7 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         vendor_api=_vendor_api(root),
         manhole=_manhole(root),
         logging=_logging(root),
+        child_processes=tuple(_child(t) for t in root.tables("child_processes")),
     )
     if not agents and not root.problems.found:
         root.problems.add(
@@ -555,6 +558,23 @@ def _manhole(root: Table) -> ManholeConfig | None:
     manhole = ManholeConfig(listen=listen, password_file=password_file)
     t.finish()
     return manhole
+
+
+def _child(t: Table) -> ChildProcessConfig:
+    """Take one ``[[child_processes]]`` entry."""
+    argv = t.strings("argv")
+    if "argv" in t.data and not argv:
+        t.problems.add(t.key("argv"), "empty: expected the command line as an array of strings")
+    bindir = str(Path(sys.executable).parent)
+    child = ChildProcessConfig(
+        name=t.string("name"),
+        argv=tuple(a.replace("{python}", sys.executable).replace("{bindir}", bindir) for a in argv),
+        env=t.string_table("env"),
+        cwd=t.path_value("cwd", "."),
+        stop_timeout=t.number("stop_timeout", 15.0, low=0.1),
+    )
+    t.finish()
+    return child
 
 
 def _logging(root: Table) -> LoggingConfig:
