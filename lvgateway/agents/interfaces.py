@@ -108,3 +108,10 @@ class IAgentPool(Interface):
 
     def add_listener(listener: Callable[[str, str, str], None]) -> None:
         """Call ``listener(user_name, old_state, new_state)`` on every agent transition."""
+
+    def ready_since(user_name: str) -> float | None:
+        """Return the clock time (epoch seconds) the agent last became READY at LiveVox, or ``None``.
+
+        For ``stateChangedAfter`` ("just before the agent's last READY") when
+        the call part asks LiveVox for the agent's current call.
+        """
