@@ -37,10 +37,18 @@ ReferHandler = Callable[[list[tuple[str, str]]], None]
 class GatewayUA(UA):  # type: ignore[misc]
     """One leg of a bridged call.
 
+    A finished leg lingers ``godead_timeout`` seconds before Sippy drops it.
+    Sippy's 32 s kept every finished call's messages alive long enough to
+    make garbage collection pause the reactor for most of a second at
+    80 calls a second; retransmissions after the end are answered by the
+    transaction layer's own cache, so a few seconds are enough here.
+
     :param call_id: the gateway's call id, for logs.
     :param on_refer: called with a REFER's headers; ``None`` answers REFER 603.
     Other arguments are ``sippy.UA.UA``'s.
     """
+
+    godead_timeout = 4.0
 
     def __init__(
         self, *args: Any, call_id: str = "-", on_refer: ReferHandler | None = None, **kwargs: Any
