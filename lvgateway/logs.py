@@ -23,6 +23,7 @@ from twisted.logger import (
     LogPublisher,
     globalLogPublisher,
     jsonFileLogObserver,
+    textFileLogObserver,
 )
 
 LEVELS = {
@@ -44,6 +45,18 @@ def json_observer() -> ILogObserver:
     if stream is None:  # no standard output at all: nothing can be written
         raise RuntimeError("no standard output to write JSON log lines to")
     return jsonFileLogObserver(stream)
+
+
+def info_observer() -> ILogObserver:
+    """Return an observer writing text lines at info level and above to standard output.
+
+    For twistd's ``--logger`` option, where debug lines (a request journal,
+    a SIP trace) would drown the story an operator wants to read.
+    """
+    stream = sys.__stdout__
+    if stream is None:
+        raise RuntimeError("no standard output to write log lines to")
+    return level_filtered(textFileLogObserver(stream), "info")
 
 
 def level_filtered(observer: ILogObserver, level: str) -> ILogObserver:

@@ -118,6 +118,7 @@ def test_demo_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "LVGW_DEMO_LIVEVOX_TOKEN",
         "LVGW_DEMO_AGENT_PASSWORD",
         "LVGW_DEMO_VENDOR_API_TOKEN",
+        "LVGW_DEMO_AIA_TOKEN",
     ):
         monkeypatch.setenv(name, "demo-secret")
     config = load_config(str(demo))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import endpoints
@@ -36,14 +37,29 @@ class Options(usage.Options):
     optParameters: Any = [
         ["config", "c", DEFAULT_CONFIG_PATH, "The sandbox configuration file (TOML)."],
         ["listen", "l", None, "A Twisted server endpoint string overriding server.listen."],
+        [
+            "dial-rate",
+            None,
+            None,
+            "Start the dialler at this many calls a second (overrides dialler.auto_start and call_rate).",
+            float,
+        ],
     ]
 
     def postOptions(self) -> None:
         """Load and validate the configuration now, so a mistake is a usage error."""
         try:
-            self["sandbox_config"] = load_sandbox_config(self["config"])
+            config = load_sandbox_config(self["config"])
         except SandboxConfigError as e:
             raise usage.UsageError(str(e)) from e
+        if self["dial-rate"] is not None:
+            if not 0 < self["dial-rate"] <= config.dialler.max_call_rate:
+                raise usage.UsageError(
+                    f"--dial-rate must be above 0 and at most dialler.max_call_rate ({config.dialler.max_call_rate:g})"
+                )
+            dialler = attrs.evolve(config.dialler, auto_start=True, call_rate=self["dial-rate"])
+            config = attrs.evolve(config, dialler=dialler)
+        self["sandbox_config"] = config
 
 
 def makeService(options: usage.Options) -> IService:
