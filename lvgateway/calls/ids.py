@@ -1,0 +1,186 @@
+"""Finding a call's LiveVox ids, and whether LiveVox still holds the call, from the agent's status.
+
+The guide's sample INVITE carries LiveVox's callSessionId (``Session-ID``)
+but not its callTransactionId, which the term code save needs. So the store
+asks ``POST /callControl/agent/status`` for the agent's lines, finds the call
+by its callSessionId, and keeps the transaction id, account and number
+dialled: at acceptance (in the background, a few tries), and again in the
+wrap-up if still unknown.
+
+The same answer tells the wrap-up whether LiveVox has closed the call: a
+status that lists the agent's lines without the call means LiveVox no longer
+holds it, which is how a term code whose answer was lost is known to have
+landed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from lvgateway.agents.interfaces import IAgentPool
+from lvgateway.calls.book import CallBook
+from lvgateway.calls.metrics import CallMetrics
+from lvgateway.calls.records import CallRecord
+from lvgateway.livevox.client import as_epoch_millis
+from lvgateway.livevox.errors import SessionExpiredError
+from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
+from lvgateway.livevox.parsing import AgentStatus, CallDetails, Session
+
+__all__ = ["IdFinder", "Sighting", "match_call"]
+
+log = Logger()
+
+
+def match_call(record: CallRecord, status: AgentStatus) -> CallDetails | None:
+    """Return the record's call among the agent's lines, if it is there.
+
+    Matched on callSessionId (as LiveVox's guide does); on the transaction id
+    when the INVITE gave no ``Session-ID``; and, when the record knows
+    neither, the agent's one call if it has exactly one.
+
+    :param record: the call record.
+    :param status: the agent's status.
+    """
+    if record.call_session_id:
+        return status.find_call(record.call_session_id)
+    calls = status.calls()
+    if record.call_transaction_id:
+        return next((c for c in calls if c.call_transaction_id == record.call_transaction_id), None)
+    return calls[0] if len(calls) == 1 else None
+
+
+@attrs.frozen
+class Sighting:
+    """What the agent's status showed of a call.
+
+    :param status: the whole status.
+    :param call: the call, when it is on one of the agent's lines.
+    """
+
+    status: AgentStatus
+    call: CallDetails | None
+
+    @property
+    def closed(self) -> bool:
+        """Whether LiveVox listed the agent's lines and the call was not on them."""
+        return self.call is None and not self.status.unchanged
+
+
+def _changes(record: CallRecord, call: CallDetails) -> dict[str, Any]:
+    """Return the fields of ``record`` that ``call`` fills in (never overwriting what is known)."""
+    changes: dict[str, Any] = {}
+    if record.call_transaction_id is None and call.call_transaction_id:
+        changes["call_transaction_id"] = call.call_transaction_id
+        changes["ids_source"] = "status"
+    if record.call_session_id is None and call.call_session_id:
+        changes["call_session_id"] = call.call_session_id
+    if record.account is None and call.account_number:
+        changes["account"] = call.account_number
+    if record.phone_dialed is None and call.phone_number:
+        changes["phone_dialed"] = call.phone_number
+    if record.service_id is None and call.service_id:
+        changes["service_id"] = call.service_id
+    return changes
+
+
+class IdFinder:
+    """Reads the agent's status for a call's ids, and keeps what it finds on the record.
+
+    :param book: the records.
+    :param api: LiveVox (``agent_status``).
+    :param pool: the agent pool, for sessions.
+    :param clock: the clock the tries at acceptance are spaced on.
+    :param metrics: counts the ``ids`` step.
+    """
+
+    def __init__(
+        self,
+        book: CallBook,
+        api: ILiveVoxAgentAPI,
+        pool: IAgentPool,
+        clock: IReactorTime,
+        metrics: CallMetrics,
+    ) -> None:
+        self._book = book
+        self._api = api
+        self._pool = pool
+        self._clock = clock
+        self._metrics = metrics
+
+    async def look(self, call_id: str, session: Session, since: float | None = None) -> Sighting:
+        """Read the agent's status once; keep the call's ids if it is there.
+
+        :param call_id: the call.
+        :param session: the agent's session.
+        :param since: ask only for changes after this time (epoch seconds,
+            sent as ``stateChangedAfter``); ``None`` for the whole status.
+        :raises LiveVoxError: when LiveVox does not answer.
+        """
+        after = as_epoch_millis(since) if since is not None else None
+        status = await self._api.agent_status(session, after)
+        record = self._book.require(call_id)
+        call = match_call(record, status)
+        if call is not None:
+            changes = _changes(record, call)
+            if changes:
+                await self._book.update(call_id, **changes)
+                if "call_transaction_id" in changes:
+                    self._metrics.step("ids", "done")
+                    log.info(
+                        "call {call_id}: LiveVox transaction {transaction} found on {agent}'s status",
+                        call_id=call_id,
+                        transaction=changes["call_transaction_id"],
+                        agent=record.agent,
+                    )
+        return Sighting(status, call)
+
+    async def at_acceptance(
+        self, call_id: str, delays: Sequence[float] = (0.0, 0.5, 1.0, 2.0)
+    ) -> None:
+        """Try to find a newly accepted call's ids, a few times; the wrap-up tries again if not found.
+
+        Never raises (but for cancellation): a failure is logged.
+
+        :param call_id: the call.
+        :param delays: the wait before each try.
+        """
+        for delay in delays:
+            if delay:
+                await deferLater(self._clock, delay, lambda: None)
+            record = self._book.get(call_id)
+            if record is None or not record.is_live or record.call_transaction_id is not None:
+                return
+            session: Session | None = None
+            ready = self._pool.ready_since(record.agent)
+            try:
+                session = await self._pool.session_for(record.agent)
+                # "just before the agent's last READY" (DESIGN.md): the call came after it.
+                sighting = await self.look(call_id, session, ready - 1.0 if ready else None)
+            except CancelledError:
+                raise
+            except SessionExpiredError:
+                if session is not None:
+                    self._pool.session_expired(record.agent, session)
+                continue
+            except Exception as e:
+                log.warn(
+                    "call {call_id}: agent status for {agent} failed: {error}",
+                    call_id=call_id,
+                    agent=record.agent,
+                    error=str(e),
+                )
+                continue
+            if sighting.call is not None and sighting.call.call_transaction_id:
+                return
+        self._metrics.step("ids", "retried")
+        log.info(
+            "call {call_id}: LiveVox's transaction id not found at acceptance; the wrap-up asks again",
+            call_id=call_id,
+        )

@@ -1,0 +1,171 @@
+# ruff: noqa: N805  (zope Interface methods are declared without self)
+"""The seams of the calls part: what SIP calls, what SIP implements, what the control part reads.
+
+- :class:`ICalls` is the call store as the SIP part and the vendor API see
+  it: accept a call, note it connected, take a disposition, end it, transfer
+  it. :class:`~lvgateway.calls.service.CallService` provides it.
+- :class:`ICallLegs` is implemented *by the SIP part*: the store uses it to
+  end the LiveVox leg of a transferred call once LiveVox has the transfer
+  ("close this call now, then tell me to hang up").
+- :class:`ICallAdmin` is what operators get: list records, re-drive or
+  dismiss a dead letter. The control API and the manhole use it.
+
+:mod:`lvgateway.calls.testing` has verified fakes of :class:`ICallLegs` and
+:class:`ICalls`.
+
+The calls part tells the agent pool about each call itself
+(``call_started`` at acceptance, ``call_ended`` at the end,
+``wrapup_done`` once LiveVox has the term code): the SIP part does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts
+
+__all__ = ["ICallAdmin", "ICallLegs", "ICalls"]
+
+
+class ICallLegs(Interface):
+    """The SIP part's hold on the legs of its calls."""
+
+    def hang_up_livevox(call_id: str, reason: str) -> Deferred[None]:
+        """End the LiveVox leg of a call with BYE (and a ``Reason``), and the vendor leg if still up.
+
+        Called once for each call :meth:`ICalls.ended` with its LiveVox leg up:
+        at once, or for a transfer after its AIA and term code are saved (or
+        before the term code, as ``transfer_order`` says; or when
+        ``transfer_timeout`` runs out).
+
+        :param call_id: the gateway's call id.
+        :param reason: why, for the ``Reason`` header and the log (``transfer``).
+        :returns: ``Deferred[None]`` that fires once the BYE is sent, or at
+            once when the call's legs are already gone. It should not errback;
+            if it does, the failure is logged and nothing else depends on it.
+        """
+
+
+class ICalls(Interface):
+    """The call store, as the SIP part and the vendor API use it.
+
+    Every call the SIP part accepts goes through, in order:
+    :meth:`accept` (before the vendor leg is placed), :meth:`connected`
+    (vendor leg answered), any number of :meth:`set_disposition`, then one of
+    :meth:`ended` or :meth:`refer`. The wrap-up runs by itself from there.
+    """
+
+    def accept(invite: InviteFacts) -> Deferred[CallRecord]:
+        """Write the record of a newly accepted call; place the vendor leg only once this fires.
+
+        Looks up LiveVox's call ids in the background when the INVITE did not
+        carry the transaction id.
+
+        :returns: ``Deferred[CallRecord]`` fired once the record is committed;
+            its ``call_id`` goes to the vendor in ``X-LVGW-Call-ID``. It
+            errbacks with
+            :class:`~lvgateway.calls.errors.CallStoreUnavailableError` (or an
+            SQLite error) when the record cannot be written: answer 503.
+        """
+
+    def connected(call_id: str) -> Deferred[CallRecord]:
+        """Note that the vendor leg answered.
+
+        :returns: ``Deferred[CallRecord]``; errbacks with
+            :class:`~lvgateway.calls.errors.UnknownCallError`.
+        """
+
+    def set_disposition(
+        call_id: str, disposition: Disposition, source: str
+    ) -> Deferred[CallRecord]:
+        """Lay a disposition over what the vendor said before (the JSON API, during the call).
+
+        Accepted until the call's wrap-up has sent its first step.
+
+        :param source: ``api``, ``bye`` or ``refer``, kept on the record.
+        :returns: ``Deferred[CallRecord]``; errbacks with
+            :class:`~lvgateway.calls.errors.UnknownCallError` or
+            :class:`~lvgateway.calls.errors.AlreadyWrappedUpError`.
+        """
+
+    def ended(
+        call_id: str,
+        reason: str,
+        disposition: Disposition | None = None,
+        source: str = "bye",
+        livevox_leg_up: bool = False,
+    ) -> Deferred[CallRecord]:
+        """The call ended: start its wrap-up.
+
+        Call it when the LiveVox leg hung up (``caller_hangup``), the vendor
+        hung up (``vendor_hangup``, with :func:`~lvgateway.calls.disposition.disposition_from_headers`
+        of its BYE), the vendor leg failed (``setup_failed``) or a timer ran
+        out (``timeout``). With ``livevox_leg_up`` the LiveVox leg is still up
+        and the store ends it through :meth:`ICallLegs.hang_up_livevox`: at
+        once, or after posting the AIA and the term code when the disposition
+        asks for a transfer. A second call for an ended record changes nothing.
+
+        :param reason: one of ``lvgateway.config.model.END_REASONS``.
+        :param disposition: from the vendor's BYE, if it carried one.
+        :returns: ``Deferred[CallRecord]`` fired once the end is committed;
+            errbacks with :class:`~lvgateway.calls.errors.UnknownCallError`.
+        """
+
+    def asks_for_transfer(call_id: str, disposition: Disposition | None = None) -> bool:
+        """Whether the call, with this disposition laid over what the vendor said before, is a transfer.
+
+        For the SIP part at the vendor's BYE: a transfer may have been posted
+        on the vendor API beforehand, and the BYE carry no header. When true,
+        keep the LiveVox leg up and call :meth:`ended` with ``livevox_leg_up``.
+        False for an unknown or ended call.
+        """
+
+    def refer(call_id: str, disposition: Disposition | None = None) -> Deferred[CallRecord]:
+        """The vendor sent a REFER: transfer the call to a human (answer the REFER 202).
+
+        The same as :meth:`ended` with reason ``vendor_hangup``, the LiveVox
+        leg up and the next action ``transfer``: the store posts the AIA and
+        the transfer term code, then asks :meth:`ICallLegs.hang_up_livevox`.
+
+        :param disposition: from the REFER's headers, if any.
+        """
+
+    def lookup(call_id: str) -> Deferred[CallRecord]:
+        """Return a call's record, unsettled or finished.
+
+        :returns: ``Deferred[CallRecord]``; errbacks with
+            :class:`~lvgateway.calls.errors.UnknownCallError`.
+        """
+
+
+class ICallAdmin(Interface):
+    """What an operator may read and do about call records."""
+
+    def lookup(call_id: str) -> Deferred[CallRecord]:
+        """Return a call's record (see :meth:`ICalls.lookup`)."""
+
+    def query(
+        since: float | None = None, states: Sequence[CallState] | None = None, limit: int = 100
+    ) -> Deferred[list[CallRecord]]:
+        """Return records changed at or after ``since``, in ``states``, oldest change first.
+
+        :returns: ``Deferred[list[CallRecord]]``.
+        """
+
+    def redrive(call_id: str) -> Deferred[CallRecord]:
+        """Start a dead letter's wrap-up again, from its failed step, with a fresh ``max_age``.
+
+        :returns: ``Deferred[CallRecord]`` fired once the record is back in
+            wrap-up; errbacks with
+            :class:`~lvgateway.calls.errors.UnknownCallError` or
+            :class:`~lvgateway.calls.errors.NotDeadLetterError`.
+        """
+
+    def dismiss(call_id: str) -> Deferred[CallRecord]:
+        """Give up on a dead letter: mark it dismissed and hand its agent back to the pool (NOT READY).
+
+        :returns: ``Deferred[CallRecord]``; errbacks as :meth:`redrive`.
+        """

@@ -1,0 +1,164 @@
+"""Start-up: close the calls that were live when the process died, and resume every wrap-up.
+
+Every record the store holds that is not finished is taken back:
+
+- **live** (``accepted``, ``connected``): the process died during the call,
+  and its legs died with it. The record is ended with reason
+  ``gateway_failure``; the vendor's disposition, if one was already posted,
+  stands, else the configured default for ``gateway_failure`` applies.
+- **in wrap-up**: resumed from the step it stood at. A step found ``sent``
+  had its outcome lost: the pipeline checks LiveVox before re-sending it. A
+  transfer's pending hang-up is skipped (the leg is gone).
+- **dead letters** stay dead letters.
+
+For each, the agent pool is told the agent is on a call and in wrap-up
+(``call_started`` then ``call_ended``), as LiveVox still sees it, so the pool
+sets no such agent READY before LiveVox has the call's term code.
+
+:class:`RecoveryGate` fires once every recovered call's term code is settled
+(or its record became a dead letter): the pool waits for it before setting
+any agent READY.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from lvgateway.agents.interfaces import IAgentPool
+from lvgateway.calls.book import CallBook
+from lvgateway.calls.metrics import CallMetrics
+from lvgateway.calls.records import CallRecord, CallState, StepState
+
+__all__ = ["RecoveryGate", "recover"]
+
+log = Logger()
+
+
+class RecoveryGate:
+    """Fires once every call recovered at start-up has its term code settled (or is a dead letter).
+
+    :param book: the records, to tell when a call is settled.
+    """
+
+    def __init__(self, book: CallBook) -> None:
+        self._book = book
+        self._pending: set[str] | None = None
+        self._waiting: list[Deferred[None]] = []
+        self._failure: BaseException | None = None
+
+    def when_recovered(self) -> Deferred[None]:
+        """Return a Deferred that fires once recovery is over; it errbacks if the store failed to open."""
+        if self._failure is not None:
+            d: Deferred[None] = Deferred()
+            d.errback(self._failure)
+            return d
+        if self._pending is not None and not self._pending:
+            return succeed(None)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    @property
+    def recovered(self) -> bool:
+        """Whether recovery is over."""
+        return self._pending is not None and not self._pending
+
+    def expect(self, call_ids: list[str]) -> None:
+        """Wait for these calls (once, at start-up)."""
+        self._pending = set(call_ids)
+        for call_id in call_ids:
+            self.check(call_id)
+        self._fire_if_done()
+
+    def check(self, call_id: str) -> None:
+        """Look again at one call: drop it from the wait once it is settled."""
+        if not self._pending or call_id not in self._pending:
+            return
+        record = self._book.get(call_id)
+        if record is None or record.state is CallState.DEAD or record.term_code_settled:
+            self._pending.discard(call_id)
+            self._fire_if_done()
+
+    def failed(self, error: BaseException) -> None:
+        """Recovery could not run (the store did not open): errback the waiters."""
+        self._failure = error
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(error)
+
+    def _fire_if_done(self) -> None:
+        if self._pending is not None and not self._pending:
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+
+
+async def recover(
+    book: CallBook, pool: IAgentPool, clock: IReactorTime, metrics: CallMetrics
+) -> list[str]:
+    """Load every unfinished record from the store and make each ready to resume.
+
+    :param book: the records (empty: this runs once, at start-up).
+    :param pool: told of each recovered call's agent.
+    :param clock: the end time of calls found live.
+    :param metrics: counts calls ended by ``gateway_failure``.
+    :returns: the ids of the records now in ``wrapup``, for the pipeline to resume.
+    """
+    records = await book.store.unfinished()
+    now = clock.seconds()
+    resume: list[str] = []
+    writes: list[Deferred[CallRecord]] = []
+    for record in records:
+        book.load(record)
+        pool.call_started(record.agent, record.call_id)
+        pool.call_ended(record.agent, record.call_id)
+        if record.is_live:
+            log.warn(
+                "call {call_id} on {agent} was live when the gateway stopped: ended as"
+                " gateway_failure",
+                call_id=record.call_id,
+                agent=record.agent,
+            )
+            metrics.ended.labels(reason="gateway_failure").inc()
+            writes.append(
+                book.update(
+                    record.call_id,
+                    state=CallState.WRAPUP,
+                    ended_at=now,
+                    end_reason="gateway_failure",
+                    transfer=False,
+                    hangup=StepState.SKIPPED,
+                    wrapup_started_at=now,
+                    attempts=0,
+                )
+            )
+            resume.append(record.call_id)
+        elif record.state is CallState.WRAPUP:
+            log.info(
+                "call {call_id} on {agent}: resuming its wrap-up (AIA {aia}, contact {contact},"
+                " term code {term_code})",
+                call_id=record.call_id,
+                agent=record.agent,
+                aia=record.aia.value,
+                contact=record.contact.value,
+                term_code=record.term_code.value,
+            )
+            if record.hangup is StepState.PENDING:
+                writes.append(book.update(record.call_id, hangup=StepState.SKIPPED))
+            resume.append(record.call_id)
+        else:
+            log.warn(
+                "call {call_id} on {agent} is a dead letter: {error}",
+                call_id=record.call_id,
+                agent=record.agent,
+                error=record.last_error,
+            )
+    await gatherResults(writes)
+    log.info(
+        "call store recovery: {resumed} wrap-ups to resume, {dead} dead letters",
+        resumed=len(resume),
+        dead=len(records) - len(resume),
+    )
+    return resume
