@@ -22,9 +22,11 @@ from lvgateway.calls.testing import FakeCalls
 from lvgateway.config import GatewayConfig, parse_config
 from lvgateway.drain import OrderedDrain
 from lvgateway.health import Readiness
-from lvgateway.media.twisted_relay import TwistedMediaRelay
+from lvgateway.media.interfaces import IMediaRelay
+from lvgateway.media.select import make_media_relay
 from lvgateway.metrics import new_registry
 from lvgateway.sip.service import SipService
+from lvgateway.sip.sippy_reactor import SippyOnReactor
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -59,7 +61,7 @@ no_answer_time = 10
 pass_through_headers = ["Carrier-Name"]
 {endpoints}
 [media]
-engine = "twisted"
+engine = "{engine}"
 listen_host = "127.0.0.1"
 port_min = {port_min}
 port_max = {port_max}
@@ -102,6 +104,8 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         health_interval=kw.get("health_interval", 60),
         no_progress=kw.get("no_progress", 5),
         initial_timeout=kw.get("media_timeout", 60),
+        # The media engine: twisted unless a test or LVGW_TEST_MEDIA_ENGINE says rtpio or auto.
+        engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
     )
     return parse_config(text, source=str(tmp / "gateway.toml"))
@@ -114,7 +118,7 @@ class SipGateway:
     config: GatewayConfig
     pool: FakeAgentPool
     calls: FakeCalls
-    media: TwistedMediaRelay
+    media: IMediaRelay
     sip: SipService
     drain: OrderedDrain
     readiness: Readiness
@@ -136,8 +140,13 @@ def start_gateway(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> SipGatew
     pool = FakeAgentPool(FakeAgent(f"AIVA{n}", f"+189900000{n:02d}") for n in range(1, 5))
     calls = FakeCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
-    media = TwistedMediaRelay(
-        reactor, config.media, registry, livevox_networks=config.sip.allowed_networks
+    media = make_media_relay(
+        reactor,
+        config.media,
+        registry,
+        config.sip.allowed_networks,
+        ensure_sippy=lambda: SippyOnReactor.for_reactor(reactor),
+        poll_interval=0.25,  # rtp.io only: its counters, for media timeouts of a second
     )
     media.start()
     drain = OrderedDrain(reactor, config.gateway.drain_timeout)
