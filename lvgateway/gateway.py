@@ -1,9 +1,8 @@
 """Assemble one gateway process: the root service and its named parts, from a validated config.
 
 Everything below takes the reactor as an argument; only ``tap.makeService``
-touches the global one. Later parts (the agent pool, the call store, SIP,
-media) join the tree here, register their drain steps and readiness checks,
-and appear by name in the manhole's namespace.
+touches the global one. Each part joins the tree here, registers its drain
+steps and readiness checks, and appears by name in the manhole's namespace.
 """
 
 from __future__ import annotations
@@ -11,21 +10,63 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.logger import Logger
 
+from lvgateway.agents.pool import AgentPool
+from lvgateway.calls.blocking import ThreadPoolRunner
+from lvgateway.calls.service import CallService, catalogue_agents
+from lvgateway.calls.store import CallStore
 from lvgateway.config import GatewayConfig
+from lvgateway.control.agents_api import AgentsResource
+from lvgateway.control.calls_admin import CallsAdmin
+from lvgateway.control.calls_api import VendorCalls
 from lvgateway.control.internal import control_service
 from lvgateway.control.manhole import manhole_service
 from lvgateway.control.vendor_api import vendor_api_service
-from lvgateway.drain import GatewayService, OrderedDrain
+from lvgateway.drain import DrainPhase, GatewayService, OrderedDrain
 from lvgateway.health import Readiness
+from lvgateway.livevox import AiaClient, LiveVoxClient, LiveVoxMetrics, http_client_for
 from lvgateway.logs import JsonLogService
+from lvgateway.media.select import make_media_relay
+from lvgateway.media.service import MediaRelayService
 from lvgateway.metrics import new_registry
+from lvgateway.sip.service import SipService
+from lvgateway.sip.sippy_reactor import SippyOnReactor
+from lvgateway.supervisor import ChildProcessService
 
 log = Logger()
+
+
+def _call_service(
+    config: GatewayConfig,
+    reactor: Any,
+    livevox: LiveVoxClient,
+    livevox_metrics: LiveVoxMetrics,
+    pool: AgentPool,
+    registry: CollectorRegistry,
+) -> CallService:
+    """Build the call store and its wrap-up: SQLite in the state directory, on its own thread."""
+    aia = None
+    if config.aia is not None:
+        # The AIA is the client's own host: verified against the system's CAs,
+        # not LiveVox's bundle.
+        aia_http = http_client_for(reactor, attrs.evolve(config.livevox, ca_bundle=None))
+        aia = AiaClient(config.aia, reactor, aia_http, livevox_metrics)
+    return CallService(
+        config=config.wrapup,
+        store=CallStore(config.gateway.state_dir, ThreadPoolRunner(reactor)),
+        agent_api=livevox,
+        call_api=livevox,
+        aia=aia,
+        pool=pool,
+        clock=reactor,
+        registry=registry,
+        services=catalogue_agents(config.agents),
+    )
 
 
 def build_gateway(
@@ -68,12 +109,60 @@ def build_gateway(
 
     if config.logging.json_file is not None:
         add("json_log", JsonLogService(config.logging.json_file, config.logging.level))
-    add("control", control_service(reactor, config.control_listen, readiness, registry))
-    if config.vendor_api is not None:
+    # Children start first and stop last, after the drain (the demo's LiveVox is one).
+    for child in config.child_processes:
         add(
-            "vendor_api",
-            vendor_api_service(reactor, config.vendor_api.listen, config.vendor_api.token),
+            child.name,
+            ChildProcessService(
+                reactor, child.name, child.argv, child.env, child.cwd, child.stop_timeout
+            ),
         )
+    control = control_service(reactor, config.control_listen, readiness, registry)
+    add("control", control)
+    livevox_metrics = LiveVoxMetrics(registry)
+    livevox = LiveVoxClient(
+        config.livevox,
+        reactor,
+        http_client_for(reactor, config.livevox),
+        livevox_metrics,
+    )
+    namespace["livevox"] = livevox
+    agents = AgentPool(
+        config.agents,
+        livevox,
+        reactor,
+        config.agent_timings,
+        config.hours,
+        registry=registry,
+        password_warning_days=config.livevox.password_expiry_warning_days,
+    )
+    agents.register_drain(drain)
+    control.routes.add_route("agents", AgentsResource(agents, reactor))
+    add("agents", agents)
+    calls = _call_service(config, reactor, livevox, livevox_metrics, agents, registry)
+    calls.register_drain(drain, config.gateway.drain_timeout)
+    calls.hold_pool_until_recovered()
+    readiness.add_check("call store open", calls.readiness)
+    control.routes.add_route("calls", CallsAdmin(calls))
+    add("calls", calls)
+    readiness.add_check("livevox", livevox_metrics.unreachable)
+    media = make_media_relay(
+        reactor,
+        config.media,
+        registry,
+        config.sip.allowed_networks,
+        ensure_sippy=lambda: SippyOnReactor.for_reactor(reactor),
+    )
+    readiness.add_check("media", media.online)
+    drain.register("stop media", DrainPhase.STOP_MEDIA, media.stop, 10.0)
+    add("media", MediaRelayService(media))
+    sip = SipService(reactor, config, agents, calls, media, registry, drain, readiness)
+    calls.set_legs(sip.router)
+    add("sip", sip)
+    if config.vendor_api is not None:
+        vendor_api = vendor_api_service(reactor, config.vendor_api.listen, config.vendor_api.token)
+        vendor_api.routes.add_route("calls", VendorCalls(calls))
+        add("vendor_api", vendor_api)
     if config.manhole is not None:
         add(
             "manhole",

@@ -11,6 +11,7 @@ sandbox: it knows only a command line.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,9 @@ from twisted.python.failure import Failure
 __all__ = ["ChildProcessService"]
 
 log = Logger()
+
+#: Run by the child's interpreter before it becomes the real command.
+_OWN_GROUP = "import os, sys; os.setpgrp(); os.execvp(sys.argv[1], sys.argv[1:])"
 
 
 class _Child(ProcessProtocol):
@@ -101,8 +105,12 @@ class ChildProcessService(Service):
         log.info(
             "starting child process {child}: {argv}", child=self.name, argv=" ".join(self._argv)
         )
+        # The child gets a process group of its own: a Ctrl-C in the terminal, or a
+        # signal to the gateway's group, must reach the gateway alone, which stops
+        # the child itself once its drain (which may still need the child) is done.
+        argv = [sys.executable, "-c", _OWN_GROUP, *self._argv]
         self._process = self._reactor.spawnProcess(
-            self._protocol, self._argv[0], self._argv, env=self._env, path=self._cwd
+            self._protocol, sys.executable, argv, env=self._env, path=self._cwd
         )
         self._started_at = self._reactor.seconds()
 

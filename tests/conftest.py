@@ -46,6 +46,12 @@ always_open = true
 [[vendor.endpoints]]
 uri = "sip:bot@127.0.0.1:5080"
 
+[media]
+engine = "twisted"
+listen_host = "127.0.0.1"
+port_min = 41000
+port_max = 41999
+
 [wrapup]
 fallback_term_code = "done"
 transfer_term_code = "transfer"

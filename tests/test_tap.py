@@ -99,7 +99,16 @@ def test_make_service_builds_named_children(gateway_config_path: Path) -> None:
     root = tap.makeService(options)
     assert isinstance(root, GatewayService) and isinstance(root, MultiService)
     names = [s.name for s in root]
-    assert names == ["json_log", "control", "vendor_api", "manhole"]
+    assert names == [
+        "json_log",
+        "control",
+        "agents",
+        "calls",
+        "media",
+        "sip",
+        "vendor_api",
+        "manhole",
+    ]
     assert root.namespace["root"] is root
     assert root.namespace["control"] is root.getServiceNamed("control")
     assert (gateway_config_path.parent / "state").is_dir()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from lvgateway.livevox.calls import CALL_NAMES
+from lvgateway.livevox.calls import AIA_POST, CALL_NAMES
 from lvgateway.livevox.errors import (
     ContactExistsError,
     LiveVoxClientError,
@@ -46,6 +46,9 @@ OUTCOMES = (
     "unexpected_response",
     "cancelled",
 )
+
+#: The outcomes that say LiveVox cannot be reached or cannot serve now.
+_UNAVAILABLE = frozenset({"server_error", "timeout", "connection_failed"})
 
 #: Histogram buckets in seconds: LiveVox answers in tens to hundreds of milliseconds.
 _BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -86,6 +89,7 @@ class LiveVoxMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._unavailable: str | None = None
         calls = {"call": list(CALL_NAMES)}
         self.requests = counter(
             registry,
@@ -124,5 +128,14 @@ class LiveVoxMetrics:
         :param seconds: how long it took, body included.
         :param error: what it failed with, or ``None`` on success.
         """
-        self.requests.labels(call=call, outcome=outcome_of(error)).inc()
+        outcome = outcome_of(error)
+        self.requests.labels(call=call, outcome=outcome).inc()
         self.duration.labels(call=call).observe(seconds)
+        if call != AIA_POST:  # the AIA is the client's host, not LiveVox
+            self._unavailable = outcome if outcome in _UNAVAILABLE else None
+
+    def unreachable(self) -> str | None:
+        """For readiness: ``None`` unless LiveVox's last answer was a failure to serve."""
+        if self._unavailable is None:
+            return None
+        return f"the last request to LiveVox failed ({self._unavailable})"

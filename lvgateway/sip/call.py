@@ -294,7 +294,10 @@ class BridgedCall:
         if self.phase is CallPhase.TRANSFERRING:
             self._maybe_finished()
             return
-        transfer = disposition is not None and disposition.next_action == "transfer"
+        # A transfer may have been asked on the BYE or posted beforehand on the vendor API.
+        transfer = self.call_id is not None and self._calls.asks_for_transfer(
+            self.call_id, disposition
+        )
         if transfer and not self._livevox_down:
             self.phase = CallPhase.TRANSFERRING
             self._end("vendor_hangup", disposition, livevox_leg_up=True)
