@@ -12,7 +12,7 @@ The names used throughout the media part:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import attrs
@@ -152,3 +152,23 @@ def silent_side(
         elif now - max(last, answered_at) >= timeout:
             return side
     return None
+
+
+def totals(
+    released_flows: Mapping[str, FlowCounters],
+    released_drops: Mapping[str, int],
+    live: Iterable[MediaCounters],
+) -> tuple[dict[str, FlowCounters], dict[str, int]]:
+    """Add the live sessions' counters to those of sessions already released.
+
+    Both engines keep released sessions' counters folded into two totals and
+    add the live ones on demand, for their metrics and ``stats()``.
+    """
+    flows = dict(released_flows)
+    drops = dict(released_drops)
+    for c in live:
+        flows["livevox_to_vendor"] += c.livevox_to_vendor
+        flows["vendor_to_livevox"] += c.vendor_to_livevox
+        for reason, count in c.dropped.items():
+            drops[reason] += count
+    return flows, drops

@@ -65,6 +65,7 @@ from lvgateway.media.counters import (
     FlowCounters,
     MediaCounters,
     RelayStats,
+    totals,
 )
 from lvgateway.media.errors import MediaNotRunningError, PortsExhaustedError
 from lvgateway.media.interfaces import IMediaRelay
@@ -465,15 +466,8 @@ class RtpioMediaRelay:
     # -- counters ---------------------------------------------------------
 
     def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
-        flows = dict(self._released_flows)
-        drops = dict(self._released_drops)
-        for session in (*self._sessions, *self._closing):
-            c = session.counters()
-            flows["livevox_to_vendor"] += c.livevox_to_vendor
-            flows["vendor_to_livevox"] += c.vendor_to_livevox
-            for reason, count in c.dropped.items():
-                drops[reason] += count
-        return flows, drops
+        live = (session.counters() for session in (*self._sessions, *self._closing))
+        return totals(self._released_flows, self._released_drops, live)
 
     def flush_metrics(self) -> None:
         """Bring the Prometheus counters up to the engine's totals (as of the last polls)."""

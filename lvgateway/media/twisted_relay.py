@@ -50,6 +50,7 @@ from lvgateway.media.counters import (
     MediaSide,
     RelayStats,
     silent_side,
+    totals,
 )
 from lvgateway.media.errors import (
     MediaNotRunningError,
@@ -536,15 +537,8 @@ class TwistedMediaRelay:
         self._metrics.sessions.set(len(self._sessions))
 
     def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
-        flows = dict(self._released_flows)
-        drops = dict(self._released_drops)
-        for session in self._sessions:
-            c = session.counters()
-            flows["livevox_to_vendor"] += c.livevox_to_vendor
-            flows["vendor_to_livevox"] += c.vendor_to_livevox
-            for reason, count in c.dropped.items():
-                drops[reason] += count
-        return flows, drops
+        live = (session.counters() for session in self._sessions)
+        return totals(self._released_flows, self._released_drops, live)
 
     def flush_metrics(self) -> None:
         """Bring the Prometheus counters up to the relay's totals now."""
