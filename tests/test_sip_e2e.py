@@ -209,3 +209,34 @@ async def test_no_rtp_ends_the_call_with_bye_and_reason(tmp_path: Path) -> None:
         assert ended(gateway)[0]["reason"] == "timeout"
     finally:
         await gateway.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_503_fails_over_to_the_next_endpoint(tmp_path: Path) -> None:
+    """The first vendor endpoint refuses 503; the call bridges through the second."""
+    busy_port, good_port = free_udp_port(VENDOR), free_udp_port(VENDOR)
+    gateway = start_gateway(tmp_path, [busy_port, good_port])
+    try:
+        busy = sipp("vendor_busy.xml", VENDOR, port=busy_port)
+        good = sipp("vendor_answer.xml", VENDOR, port=good_port)
+        livevox = await sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        assert livevox.code == 0, livevox
+        assert (await busy).code == 0
+        assert (await good).code == 0
+        assert [e for e, _, _ in gateway.calls.events] == ["accept", "connected", "ended"]
+    finally:
+        await gateway.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_without_sdp_is_bridged(gateway: SipGateway, vendor_port: int) -> None:
+    """A delayed offer (INVITE with no SDP) is not rejected: the vendor's offer reaches LiveVox in the 200."""
+    vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+    livevox = await sipp(
+        "livevox_delayed_offer.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+    )
+    assert livevox.code == 0, livevox
+    assert (await vendor).code == 0
+    assert ended(gateway)[0]["reason"] == "caller_hangup"
