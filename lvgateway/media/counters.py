@@ -154,21 +154,33 @@ def silent_side(
     return None
 
 
-def totals(
-    released_flows: Mapping[str, FlowCounters],
-    released_drops: Mapping[str, int],
-    live: Iterable[MediaCounters],
-) -> tuple[dict[str, FlowCounters], dict[str, int]]:
-    """Add the live sessions' counters to those of sessions already released.
+@attrs.define
+class ReleasedTotals:
+    """What an engine's released sessions counted, to which its live sessions' counters are added.
 
-    Both engines keep released sessions' counters folded into two totals and
-    add the live ones on demand, for their metrics and ``stats()``.
+    Both engines keep one, for their metrics and ``stats()``.
     """
-    flows = dict(released_flows)
-    drops = dict(released_drops)
-    for c in live:
-        flows["livevox_to_vendor"] += c.livevox_to_vendor
-        flows["vendor_to_livevox"] += c.vendor_to_livevox
-        for reason, count in c.dropped.items():
-            drops[reason] += count
-    return flows, drops
+
+    flows: dict[str, FlowCounters] = attrs.field(
+        factory=lambda: dict.fromkeys(DIRECTIONS, FlowCounters())
+    )
+    drops: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+
+    def add(self, final: MediaCounters) -> None:
+        """Fold a released session's final counters in."""
+        self.flows["livevox_to_vendor"] += final.livevox_to_vendor
+        self.flows["vendor_to_livevox"] += final.vendor_to_livevox
+        for reason, count in final.dropped.items():
+            self.drops[reason] += count
+
+    def with_live(
+        self, live: Iterable[MediaCounters]
+    ) -> tuple[dict[str, FlowCounters], dict[str, int]]:
+        """Return these totals with the live sessions' counters added."""
+        flows, drops = dict(self.flows), dict(self.drops)
+        for c in live:
+            flows["livevox_to_vendor"] += c.livevox_to_vendor
+            flows["vendor_to_livevox"] += c.vendor_to_livevox
+            for reason, count in c.dropped.items():
+                drops[reason] += count
+        return flows, drops

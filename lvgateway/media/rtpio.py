@@ -60,12 +60,10 @@ from zope.interface import implementer
 
 from lvgateway.config.model import IPNetwork, MediaConfig
 from lvgateway.media.counters import (
-    DIRECTIONS,
-    DROP_REASONS,
     FlowCounters,
     MediaCounters,
     RelayStats,
-    totals,
+    ReleasedTotals,
 )
 from lvgateway.media.errors import MediaNotRunningError, PortsExhaustedError
 from lvgateway.media.interfaces import IMediaRelay
@@ -158,8 +156,7 @@ class RtpioMediaRelay:
     _closing: dict[RtpioMediaSession, None] = attrs.field(factory=dict, init=False)
     _loops: list[LoopingCall] = attrs.field(factory=list, init=False)
     _cursor: int = attrs.field(default=0, init=False)
-    _released_flows: dict[str, FlowCounters] = attrs.field(init=False)
-    _released_drops: dict[str, int] = attrs.field(init=False)
+    _released: ReleasedTotals = attrs.field(init=False, factory=ReleasedTotals)
     _stopping: Deferred[None] | None = attrs.field(default=None, init=False)
     _online_logged: bool = attrs.field(default=False, init=False)
     _creating: Any = attrs.field(default=None, init=False)
@@ -167,8 +164,6 @@ class RtpioMediaRelay:
     def __attrs_post_init__(self) -> None:
         self.address = _advertised(self.config)
         self._metrics = MediaMetrics.on(self.registry)
-        self._released_flows = dict.fromkeys(DIRECTIONS, FlowCounters())
-        self._released_drops = dict.fromkeys(DROP_REASONS, 0)
 
     @property
     def capacity(self) -> int:
@@ -438,10 +433,7 @@ class RtpioMediaRelay:
         if session not in self._closing:
             return
         del self._closing[session]
-        self._released_flows["livevox_to_vendor"] += final.livevox_to_vendor
-        self._released_flows["vendor_to_livevox"] += final.vendor_to_livevox
-        for reason, count in final.dropped.items():
-            self._released_drops[reason] += count
+        self._released.add(final)
 
     def _poll_round(self) -> None:
         """Poll up to ``polls_per_round`` sessions' counters, round-robin; none while stalled."""
@@ -467,7 +459,7 @@ class RtpioMediaRelay:
 
     def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
         live = (session.counters() for session in (*self._sessions, *self._closing))
-        return totals(self._released_flows, self._released_drops, live)
+        return self._released.with_live(live)
 
     def flush_metrics(self) -> None:
         """Bring the Prometheus counters up to the engine's totals (as of the last polls)."""

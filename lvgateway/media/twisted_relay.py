@@ -43,14 +43,12 @@ from zope.interface import implementer
 
 from lvgateway.config.model import IPNetwork, MediaConfig
 from lvgateway.media.counters import (
-    DIRECTIONS,
-    DROP_REASONS,
     FlowCounters,
     MediaCounters,
     MediaSide,
     RelayStats,
+    ReleasedTotals,
     silent_side,
-    totals,
 )
 from lvgateway.media.errors import (
     MediaNotRunningError,
@@ -416,8 +414,7 @@ class TwistedMediaRelay:
     _metrics: MediaMetrics = attrs.field(init=False)
     _sessions: dict[TwistedMediaSession, None] = attrs.field(factory=dict, init=False)
     _state: str = attrs.field(default="stopped", init=False)
-    _released_flows: dict[str, FlowCounters] = attrs.field(init=False)
-    _released_drops: dict[str, int] = attrs.field(init=False)
+    _released: ReleasedTotals = attrs.field(init=False, factory=ReleasedTotals)
     _flusher: LoopingCall | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -426,8 +423,6 @@ class TwistedMediaRelay:
             self.reactor, self.config.listen_host, self.config.port_min, self.config.port_max
         )
         self._metrics = MediaMetrics.on(self.registry)
-        self._released_flows = dict.fromkeys(DIRECTIONS, FlowCounters())
-        self._released_drops = dict.fromkeys(DROP_REASONS, 0)
 
     def start(self) -> None:
         """See :meth:`IMediaRelay.start`."""
@@ -530,15 +525,12 @@ class TwistedMediaRelay:
         if session not in self._sessions:
             return
         del self._sessions[session]
-        self._released_flows["livevox_to_vendor"] += final.livevox_to_vendor
-        self._released_flows["vendor_to_livevox"] += final.vendor_to_livevox
-        for reason, count in final.dropped.items():
-            self._released_drops[reason] += count
+        self._released.add(final)
         self._metrics.sessions.set(len(self._sessions))
 
     def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
         live = (session.counters() for session in self._sessions)
-        return totals(self._released_flows, self._released_drops, live)
+        return self._released.with_live(live)
 
     def flush_metrics(self) -> None:
         """Bring the Prometheus counters up to the relay's totals now."""
