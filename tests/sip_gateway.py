@@ -94,7 +94,10 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
     """A gateway config whose vendor endpoints are SIPp instances on 127.0.0.3 (or ``vendor_host``)."""
     host = kw.get("vendor_host", "127.0.0.3")
     os.environ.setdefault("LVGW_TEST_TOKEN", "test-token-value")
-    endpoints = "".join(f'[[vendor.endpoints]]\nuri = "sip:bot@{host}:{p}"\n' for p in vendor_ports)
+    auth = kw.get("endpoint_auth", "")  # username and password_env lines, for digest
+    endpoints = "".join(
+        f'[[vendor.endpoints]]\nuri = "sip:bot@{host}:{p}"\n{auth}' for p in vendor_ports
+    )
     port_min = 40000 + (os.getpid() % 500) * 40
     text = CONFIG.format(
         state=tmp / "state",

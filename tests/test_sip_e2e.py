@@ -240,3 +240,23 @@ async def test_invite_without_sdp_is_bridged(gateway: SipGateway, vendor_port: i
     assert livevox.code == 0, livevox
     assert (await vendor).code == 0
     assert ended(gateway)[0]["reason"] == "caller_hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_digest_challenge_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vendor endpoint that answers 401 gets the INVITE again with the right digest credentials."""
+    monkeypatch.setenv("LVGW_TEST_VENDOR_PASSWORD", "vendor-digest-secret")
+    vendor_port = free_udp_port(VENDOR)
+    auth = 'username = "lvgw"\npassword_env = "LVGW_TEST_VENDOR_PASSWORD"\n'
+    gateway = start_gateway(tmp_path, [vendor_port], endpoint_auth=auth)
+    try:
+        vendor = sipp("vendor_digest.xml", VENDOR, port=vendor_port)
+        livevox = await sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        assert livevox.code == 0, livevox
+        assert (await vendor).code == 0
+    finally:
+        await gateway.stop()
