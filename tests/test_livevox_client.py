@@ -153,13 +153,16 @@ def test_login_never_logs_password_token_or_whole_session() -> None:
     assert "5eb4ad6c" in text
 
 
-def test_login_warns_when_password_expires_soon() -> None:
-    """A password expiring within the warning window is logged as a warning."""
+def test_user_login_warns_when_password_expires_soon() -> None:
+    """A user (contact) login whose password expires within the window is warned about; an agent's is left to the pool."""
     rig = make_rig(lambda r: (200, {"sessionId": "abcdefghijkl", "daysUntilPasswordExpires": "3"}))
     with capturedLogs() as events:
-        session = result_of(rig.client.login("AIVA1", Secret("pw", "test")))
+        session = result_of(rig.client.login("api_user", Secret("pw", "test"), agent=False))
     assert session.days_until_password_expires == 3
     assert any("expires in" in e.get("log_format", "") and e.get("days") == 3 for e in events)
+    with capturedLogs() as agent_events:
+        result_of(rig.client.login("AIVA1", Secret("pw", "test")))
+    assert not any("expires in" in e.get("log_format", "") for e in agent_events)
 
 
 def test_version_prefix_goes_after_the_category() -> None:

@@ -158,7 +158,9 @@ class LiveVoxClient:
             send_body=True,
         )
         days = session.days_until_password_expires
-        if days is not None and days <= self._config.password_expiry_warning_days:
+        # Agents' expiring passwords are warned about by the agent pool, with the
+        # agent's state; here only the contact user's, which nothing else logs in.
+        if not agent and days is not None and days <= self._config.password_expiry_warning_days:
             log.warn(
                 "LiveVox password of {agent} expires in {days} days",
                 agent=user_name,
