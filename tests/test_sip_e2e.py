@@ -260,3 +260,21 @@ async def test_vendor_digest_challenge_is_answered(
         assert (await vendor).code == 0
     finally:
         await gateway.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_bodyless_reinvite_is_answered_and_the_call_stays_up(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """A re-INVITE without SDP from LiveVox gets 200 with an offer; the vendor sees a re-INVITE; the call lasts."""
+    vendor = sipp("vendor_reinvite.xml", VENDOR, port=vendor_port)
+    livevox = await sipp(
+        "livevox_bodyless_reinvite.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        hold_ms=500,
+    )
+    assert livevox.code == 0, livevox
+    assert (await vendor).code == 0
+    assert ended(gateway)[0]["reason"] == "caller_hangup"
