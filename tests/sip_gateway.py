@@ -59,6 +59,7 @@ health_failures = 2
 no_progress_time = {no_progress}
 no_answer_time = 10
 pass_through_headers = ["Carrier-Name"]
+max_invite_bytes = {max_invite}
 {endpoints}
 [media]
 engine = "{engine}"
@@ -107,6 +108,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         health_interval=kw.get("health_interval", 60),
         no_progress=kw.get("no_progress", 5),
         initial_timeout=kw.get("media_timeout", 60),
+        max_invite=kw.get("max_invite_bytes", 1300),
         # The media engine: twisted unless a test or LVGW_TEST_MEDIA_ENGINE says rtpio or auto.
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),

@@ -278,3 +278,30 @@ async def test_bodyless_reinvite_is_answered_and_the_call_stays_up(
     assert livevox.code == 0, livevox
     assert (await vendor).code == 0
     assert ended(gateway)[0]["reason"] == "caller_hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_vendor_invite_is_warned_about(tmp_path: Path) -> None:
+    """A B-leg INVITE larger than max_invite_bytes logs a warning naming its size; the call still bridges."""
+    from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+
+    seen: list[str] = []
+
+    def observer(event: LogEvent) -> None:
+        seen.append(formatEvent(event))
+
+    vendor_port = free_udp_port(VENDOR)
+    gateway = start_gateway(tmp_path, [vendor_port], max_invite_bytes=500)
+    globalLogPublisher.addObserver(observer)
+    try:
+        vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+        livevox = await sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        assert livevox.code == 0, livevox
+        assert (await vendor).code == 0
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        await gateway.stop()
+    warnings = [line for line in seen if "the vendor INVITE is" in line and "over 500" in line]
+    assert len(warnings) == 1, warnings
