@@ -204,3 +204,10 @@ def sipp(
         args.append(f"{target[0]}:{target[1]}")
     d = getProcessOutputAndValue(SIPP, args, env=dict(os.environ), path=str(SCENARIOS))
     return d.addCallback(lambda r: SippResult(r[2], (r[0] + r[1]).decode(errors="replace")))
+
+
+async def all_succeed(livevox: Any, *vendors: Any) -> None:
+    """Wait for a SIPp LiveVox run, then its SIPp vendors; each must exit 0 (every call completed)."""
+    for run in (livevox, *vendors):
+        result = await run
+        assert result.code == 0, result

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from .sip_gateway import SipGateway, free_udp_port, sipp, start_gateway
+from .sip_gateway import SipGateway, all_succeed, free_udp_port, sipp, start_gateway
 from .sip_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,12 +42,8 @@ async def test_call_bridges_with_context_headers_and_livevox_bye_ends_both(
 ) -> None:
     """A LiveVox INVITE bridges to the vendor with the ids in its headers; LiveVox's BYE ends both legs."""
     vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
-    livevox = await sipp(
-        "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
-    )
-    assert livevox.code == 0, livevox
-    result = await vendor
-    assert result.code == 0, result
+    livevox = sipp("livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001")
+    await all_succeed(livevox, vendor)
     await wait_until(lambda: not gateway.sip.router.live, 5, "the call to leave the call map")
     assert [e for e, _, _ in gateway.calls.events] == ["accept", "connected", "ended"]
     invite = gateway.calls.events[0][2]["invite"]
@@ -62,11 +58,10 @@ async def test_vendor_bye_ends_both_legs_with_its_disposition(
 ) -> None:
     """The vendor's BYE ends the LiveVox leg too (with a Reason), and its disposition headers reach the store."""
     vendor = sipp("vendor_bye.xml", VENDOR, port=vendor_port, keys={"next_action": "done"})
-    livevox = await sipp(
+    livevox = sipp(
         "livevox_wait_bye.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000002"
     )
-    assert livevox.code == 0, livevox
-    assert (await vendor).code == 0
+    await all_succeed(livevox, vendor)
     [end] = ended(gateway)
     assert end["reason"] == "vendor_hangup" and end["livevox_leg_up"] is False
     disposition = end["disposition"]
@@ -80,11 +75,10 @@ async def test_cancel_before_answer_gets_487_and_cancels_the_vendor_leg(
 ) -> None:
     """LiveVox's CANCEL while the vendor rings ends the INVITE 487 and CANCELs the vendor leg."""
     vendor = sipp("vendor_ring.xml", VENDOR, port=vendor_port)
-    livevox = await sipp(
+    livevox = sipp(
         "livevox_cancel.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
     )
-    assert livevox.code == 0, livevox
-    assert (await vendor).code == 0
+    await all_succeed(livevox, vendor)
     await wait_until(lambda: not gateway.sip.router.live, 5, "the call to leave the call map")
     assert ended(gateway)[0]["reason"] == "caller_hangup"
 
@@ -145,7 +139,7 @@ async def test_update_and_reinvite_refreshes_are_answered_and_the_call_stays_up(
 ) -> None:
     """An UPDATE and a re-INVITE a second after the ACK, with a short Session-Expires, get 200; the call lasts."""
     vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
-    livevox = await sipp(
+    livevox = sipp(
         "livevox_refresh.xml",
         LIVEVOX,
         ("127.0.0.1", gateway.port),
@@ -153,8 +147,7 @@ async def test_update_and_reinvite_refreshes_are_answered_and_the_call_stays_up(
         keys={"session_expires": "90"},
         hold_ms=1500,
     )
-    assert livevox.code == 0, livevox
-    assert (await vendor).code == 0
+    await all_succeed(livevox, vendor)
     assert ended(gateway)[0]["reason"] == "caller_hangup"
 
 
@@ -201,11 +194,10 @@ async def test_no_rtp_ends_the_call_with_bye_and_reason(tmp_path: Path) -> None:
     gateway = start_gateway(tmp_path, [vendor_port], media_timeout=1)
     try:
         vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
-        livevox = await sipp(
+        livevox = sipp(
             "livevox_wait_bye.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
         )
-        assert livevox.code == 0, livevox
-        assert (await vendor).code == 0
+        await all_succeed(livevox, vendor)
         assert ended(gateway)[0]["reason"] == "timeout"
     finally:
         await gateway.stop()
@@ -219,12 +211,10 @@ async def test_vendor_503_fails_over_to_the_next_endpoint(tmp_path: Path) -> Non
     try:
         busy = sipp("vendor_busy.xml", VENDOR, port=busy_port)
         good = sipp("vendor_answer.xml", VENDOR, port=good_port)
-        livevox = await sipp(
+        livevox = sipp(
             "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
         )
-        assert livevox.code == 0, livevox
-        assert (await busy).code == 0
-        assert (await good).code == 0
+        await all_succeed(livevox, busy, good)
         assert [e for e, _, _ in gateway.calls.events] == ["accept", "connected", "ended"]
     finally:
         await gateway.stop()
@@ -234,11 +224,10 @@ async def test_vendor_503_fails_over_to_the_next_endpoint(tmp_path: Path) -> Non
 async def test_invite_without_sdp_is_bridged(gateway: SipGateway, vendor_port: int) -> None:
     """A delayed offer (INVITE with no SDP) is not rejected: the vendor's offer reaches LiveVox in the 200."""
     vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
-    livevox = await sipp(
+    livevox = sipp(
         "livevox_delayed_offer.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
     )
-    assert livevox.code == 0, livevox
-    assert (await vendor).code == 0
+    await all_succeed(livevox, vendor)
     assert ended(gateway)[0]["reason"] == "caller_hangup"
 
 
@@ -253,11 +242,10 @@ async def test_vendor_digest_challenge_is_answered(
     gateway = start_gateway(tmp_path, [vendor_port], endpoint_auth=auth)
     try:
         vendor = sipp("vendor_digest.xml", VENDOR, port=vendor_port)
-        livevox = await sipp(
+        livevox = sipp(
             "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
         )
-        assert livevox.code == 0, livevox
-        assert (await vendor).code == 0
+        await all_succeed(livevox, vendor)
     finally:
         await gateway.stop()
 
@@ -268,15 +256,14 @@ async def test_bodyless_reinvite_is_answered_and_the_call_stays_up(
 ) -> None:
     """A re-INVITE without SDP from LiveVox gets 200 with an offer; the vendor sees a re-INVITE; the call lasts."""
     vendor = sipp("vendor_reinvite.xml", VENDOR, port=vendor_port)
-    livevox = await sipp(
+    livevox = sipp(
         "livevox_bodyless_reinvite.xml",
         LIVEVOX,
         ("127.0.0.1", gateway.port),
         service="+18990000001",
         hold_ms=500,
     )
-    assert livevox.code == 0, livevox
-    assert (await vendor).code == 0
+    await all_succeed(livevox, vendor)
     assert ended(gateway)[0]["reason"] == "caller_hangup"
 
 
@@ -295,11 +282,10 @@ async def test_oversized_vendor_invite_is_warned_about(tmp_path: Path) -> None:
     globalLogPublisher.addObserver(observer)
     try:
         vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
-        livevox = await sipp(
+        livevox = sipp(
             "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
         )
-        assert livevox.code == 0, livevox
-        assert (await vendor).code == 0
+        await all_succeed(livevox, vendor)
     finally:
         globalLogPublisher.removeObserver(observer)
         await gateway.stop()
