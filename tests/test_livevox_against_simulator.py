@@ -295,23 +295,25 @@ async def test_5xx_then_success_is_retried(rig: Rig) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_term_code_answer_lost_is_retried_and_seen_as_a_repeat(rig: Rig) -> None:
-    """A term code applied but answered 503 is retried; the simulator takes the repeat as success."""
+async def test_term_code_answer_lost_is_not_repeated_by_the_transport(rig: Rig) -> None:
+    """A term code applied but answered 503 is raised, never sent again: the wrap-up checks the status first."""
     client = rig.client()
     session = await rig.ready_agent(client)
     call = rig.sim.start_call(agent="AIVA1")
     rig.sim.fail_next("agent.saveTermCode", 1, 503, when="after")
-    await client.save_term_code(
-        session,
-        call_transaction_id=str(call.call_transaction_id),
-        call_session_id=call.call_session_id,
-        term_code_id=DONE_CODE,
-        phone_dialed=call.phone_number,
-        move_agent_to_not_ready=False,
+    error = await failure(
+        client.save_term_code(
+            session,
+            call_transaction_id=str(call.call_transaction_id),
+            call_session_id=call.call_session_id,
+            term_code_id=DONE_CODE,
+            phone_dialed=call.phone_number,
+            move_agent_to_not_ready=False,
+        )
     )
-    entries = rig.journal("agent.saveTermCode")
-    assert [e.status for e in entries] == [503, 204]
-    assert entries[-1].repeat is True
+    assert isinstance(error, LiveVoxServerError) and (error.status, error.attempts) == (503, 1)
+    assert [e.status for e in rig.journal("agent.saveTermCode")] == [503]
+    assert call.term_code_id == DONE_CODE, "applied before the 503"
 
 
 @pytest_twisted.ensureDeferred

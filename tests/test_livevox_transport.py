@@ -177,9 +177,9 @@ def test_unsafe_calls_are_not_retried_on_5xx(call: Any) -> None:
     assert len(resource.requests) == 1
 
 
-def test_term_code_save_is_retried_and_a_later_4xx_shows_attempts() -> None:
-    """Term code save is retried after a 5xx; a 4xx on the repeat carries attempts = 2."""
-    handler = Sequence((503, None), (400, {"code": 400, "message": "call already closed"}))
+def test_term_code_save_is_never_retried_by_the_transport() -> None:
+    """A 5xx on a term code save is raised at once: it may have been applied, and only the wrap-up may decide to repeat it."""
+    handler = Sequence((503, None), (204, None))
     client, resource, clock, _, _ = make(handler)
     d = client.save_term_code(
         SESSION,
@@ -191,8 +191,8 @@ def test_term_code_save_is_retried_and_a_later_4xx_shows_attempts() -> None:
     )
     clock.advance(10)
     error = failure_of(d)
-    assert isinstance(error, LiveVoxClientError) and error.attempts == 2
-    assert len(resource.requests) == 2
+    assert isinstance(error, LiveVoxServerError) and error.attempts == 1
+    assert len(resource.requests) == 1
 
 
 def test_session_expired_is_not_retried() -> None:

@@ -7,10 +7,12 @@ by its callSessionId, and keeps the transaction id, account and number
 dialled: at acceptance (in the background, a few tries), and again in the
 wrap-up if still unknown.
 
-The same answer tells the wrap-up whether LiveVox has closed the call: a
-status that lists the agent's lines without the call means LiveVox no longer
-holds it, which is how a term code whose answer was lost is known to have
-landed.
+The same answer tells the wrap-up whether LiveVox has closed the call, which
+is how a term code whose answer was lost is known to have landed. LIVEVOX_API.md
+allows two readings of a closed call's line: the call gone from it, or the
+last call still shown on a line that is READY or NOT READY again. Both count
+as closed; only a line INCALL or WRAPUP (or another state of a call still in
+progress) with this call on it means LiveVox still holds the call.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ from lvgateway.calls.records import CallRecord
 from lvgateway.livevox.client import as_epoch_millis
 from lvgateway.livevox.errors import SessionExpiredError
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
-from lvgateway.livevox.parsing import AgentStatus, CallDetails, Session
+from lvgateway.livevox.parsing import AgentStatus, CallDetails, LineStatus, Session
 
-__all__ = ["IdFinder", "Sighting", "match_call"]
+__all__ = ["IdFinder", "Sighting", "line_holding", "match_call"]
+
+#: Line states in which the call shown on the line is closed at LiveVox (its
+#: term code saved): the agent is free again, whether or not the line still
+#: names its last call.
+FREE_LINE_STATES = frozenset({"READY", "NOTREADY"})
 
 log = Logger()
 
@@ -43,7 +50,7 @@ def match_call(record: CallRecord, status: AgentStatus) -> CallDetails | None:
 
     Matched on callSessionId (as LiveVox's guide does); on the transaction id
     when the INVITE gave no ``Session-ID``; and, when the record knows
-    neither, the agent's one call if it has exactly one.
+    neither, the agent's one call in progress if it has exactly one.
 
     :param record: the call record.
     :param status: the agent's status.
@@ -53,7 +60,19 @@ def match_call(record: CallRecord, status: AgentStatus) -> CallDetails | None:
     calls = status.calls()
     if record.call_transaction_id:
         return next((c for c in calls if c.call_transaction_id == record.call_transaction_id), None)
-    return calls[0] if len(calls) == 1 else None
+    # Knowing neither id, only a call in progress can be this one: a free
+    # line may still show the agent's last call.
+    busy = [
+        line.call
+        for line in status.lines
+        if line.call is not None and (line.state or "").upper() not in FREE_LINE_STATES
+    ]
+    return busy[0] if len(busy) == 1 else None
+
+
+def line_holding(status: AgentStatus, call: CallDetails) -> LineStatus | None:
+    """Return the agent's line that shows ``call``."""
+    return next((line for line in status.lines if line.call is call), None)
 
 
 @attrs.frozen
@@ -68,9 +87,26 @@ class Sighting:
     call: CallDetails | None
 
     @property
+    def line_state(self) -> str | None:
+        """The state of the line showing the call, else of the agent's main line."""
+        line = line_holding(self.status, self.call) if self.call is not None else None
+        return line.state if line is not None else self.status.state
+
+    @property
     def closed(self) -> bool:
-        """Whether LiveVox listed the agent's lines and the call was not on them."""
-        return self.call is None and not self.status.unchanged
+        """Whether LiveVox no longer holds the call: its term code is saved.
+
+        True when LiveVox listed the agent's lines and the call is on none of
+        them, or is on a line that is READY or NOT READY again (a closed call
+        may still show as the line's last one). False when the status said
+        nothing (``unchanged``), or the call's line is INCALL, WRAPUP or any
+        other state of a call in progress.
+        """
+        if self.status.unchanged:
+            return False
+        if self.call is None:
+            return True
+        return (self.line_state or "").upper() in FREE_LINE_STATES
 
 
 def _changes(record: CallRecord, call: CallDetails) -> dict[str, Any]:

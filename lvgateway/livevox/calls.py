@@ -30,15 +30,6 @@ Retried (repeating it leaves LiveVox in the same state as doing it once):
     not retried, and the agent pool reconciles.
 ``contact_update``
     A partial update that sets the same fields to the same values.
-``term_code_save``
-    The body names the call by ``callTransactionId`` and ``callSessionId``,
-    so a repeat can never disposition another call: either LiveVox applies
-    it once or it refuses the repeat with a 4xx because the call is already
-    closed. Retrying here, within seconds, frees the agent far sooner than
-    the wrap-up outbox's next pass would. The cost is that a repeat whose
-    first attempt was applied but whose answer was lost comes back as a
-    4xx: the exception then has ``attempts > 1``, telling the wrap-up to
-    check the agent's status (the call closed) before it calls it a failure.
 
 Not retried (a repeat could do the thing twice):
 
@@ -48,6 +39,13 @@ Not retried (a repeat could do the thing twice):
 ``call_end``
     The request names no call, only the agent's line: a repeat that lands
     after LiveVox gave the agent its next call would hang up that customer.
+``term_code_save``
+    Closes the call and frees the agent: LiveVox may then route the agent its
+    next call at once. A repeat after a lost answer (a 5xx, a timeout) would
+    be a second save of a closed call, a breach of the one-term-code contract,
+    and LiveVox's answer to it is not documented. The wrap-up decides instead:
+    it checks the agent's status first, and sends again only when LiveVox
+    still holds the call (:mod:`lvgateway.calls.wrapup`).
 ``conference_manual``
     Dials a number: a repeat could dial it twice.
 ``aia_post``
@@ -130,7 +128,7 @@ AGENT_STATUS = CallSpec(
 )
 TERM_CODES = CallSpec("term_codes", "GET", "callControl", "agent/termCode", "session", retry=True)
 TERM_CODE_SAVE = CallSpec(
-    "term_code_save", "PUT", "callControl", "agent/call/termCode", "session", retry=True
+    "term_code_save", "PUT", "callControl", "agent/call/termCode", "session", retry=False
 )
 CALL_END = CallSpec(
     "call_end", "POST", "callControl", "agent/customer/call/end", "session", retry=False

@@ -137,8 +137,10 @@ class ILiveVoxCallAPI(Interface):
 
         :param move_agent_to_not_ready: ``True`` leaves the agent NOT READY
             afterwards; ``False`` lets it take the next call.
-        :returns: ``Deferred[None]``. An error with ``attempts > 1`` means an
-            earlier attempt may have been applied: check the agent's status.
+        :returns: ``Deferred[None]``. It is sent once, never repeated by the
+            transport: after a 5xx, a timeout or a lost connection it may
+            have been applied all the same, so check the agent's status
+            before saving again.
         """
 
     def end_call(session: Session, line_number: str | None = None) -> Deferred[None]:
