@@ -148,9 +148,11 @@ class Harness:
 
     # -- shortcuts ----------------------------------------------------------------------------
 
-    def place(self, agent: str = "AIVA1", transaction_header: bool = False) -> CallRecord:
-        """Place and accept a call on ``agent``; return its record."""
-        return run(self.source.place(agent, transaction_header))
+    def place(
+        self, agent: str = "AIVA1", transaction_header: bool = False, connect: bool = True
+    ) -> CallRecord:
+        """Place and accept a call on ``agent`` (answered by the vendor unless not ``connect``)."""
+        return run(self.source.place(agent, transaction_header, connect))
 
     def record(self, call_id: str) -> CallRecord:
         """Return a call's record, settled or not."""

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 
 from lvgateway.agents.interfaces import Refusal
 from lvgateway.agents.pool import UnknownAgentError
+from lvgateway.agents.testing import probe
 from lvgateway.control.agents_api import AgentsResource
 from lvgateway.control.web import Routes
 from lvgateway.drain import DrainPhase, OrderedDrain
@@ -24,10 +25,10 @@ def test_operator_holds_an_agent_not_ready_and_readies_it() -> None:
     view = r.pool.force_not_ready("aiva1").result
     assert view.state.value == "paused" and view.hold is not None
     assert r.lv.state_of("AIVA1") == "NOTREADY" and r.lv.state_of("AIVA2") == "READY"
-    assert r.pool.admit("8990000001").refusal is Refusal.PAUSED
+    assert probe(r.pool, "8990000001").refusal is Refusal.PAUSED
     view = r.pool.force_ready("AIVA1").result
     assert view.state.value == "ready" and view.hold is None
-    assert r.pool.admit("8990000001").allowed
+    assert probe(r.pool, "8990000001").allowed
 
 
 def test_operator_logs_an_agent_out_and_back_in() -> None:
@@ -35,7 +36,7 @@ def test_operator_logs_an_agent_out_and_back_in() -> None:
     r = rig(1)
     assert r.pool.force_log_out("AIVA1").result.state.value == "logged_out"
     assert [q.op for q in r.lv.ops()][-2:] == ["not_ready", "logout"]
-    assert r.pool.admit("8990000001").refusal is Refusal.LOGGED_OUT
+    assert probe(r.pool, "8990000001").refusal is Refusal.LOGGED_OUT
     r.pool.pause("operator")
     r.pool.resume("operator")
     advance(r.clock, 4000, step=50)
@@ -174,7 +175,7 @@ def test_drain_pauses_then_logs_every_agent_out() -> None:
     assert seen.index("paused") < seen.index("closing")
     assert r.states() == {"logged_out"}
     assert {r.lv.state_of(f"AIVA{n}") for n in (1, 2, 3)} == {"LOGOFF"}
-    assert r.pool.admit("8990000001").refusal is Refusal.DRAINING
+    assert probe(r.pool, "8990000001").refusal is Refusal.DRAINING
 
 
 def test_drain_log_out_waits_for_a_wrapup_within_its_bound() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lvgateway.agents.state import cycle_needed, next_slot
+from lvgateway.agents.testing import probe
 
 from .test_agents_support import advance, rig
 
@@ -111,7 +112,7 @@ def test_a_call_is_accepted_during_the_cycle() -> None:
     r.lv.holding = True
     advance(r.clock, 1)
     assert r.state("AIVA1") == "cycling"
-    assert r.pool.admit("+18990000001").allowed
+    assert probe(r.pool, "+18990000001").allowed
     # LiveVox dispatched the call a moment before the NOT READY reached it
     r.lv.dispatch("AIVA1")
     r.pool.call_started("AIVA1", "c1")
@@ -135,7 +136,7 @@ def test_a_call_is_accepted_while_becoming_ready() -> None:
     r.lv.release()  # login
     r.lv.release()  # join
     assert r.state("AIVA1") == "becoming_ready"
-    assert r.pool.admit("8990000001").allowed
+    assert probe(r.pool, "8990000001").allowed
     r.lv.release()
     assert r.state("AIVA1") == "ready"
 

@@ -6,6 +6,7 @@ import datetime
 import zoneinfo
 
 from lvgateway.agents.interfaces import Refusal
+from lvgateway.agents.testing import probe
 
 from .test_agents_support import Rig, advance, new_york_hours, rig, span
 
@@ -31,18 +32,18 @@ def test_agents_come_in_with_the_lead_time_and_go_out_at_closing() -> None:
     """Closed at start: nothing at LiveVox; in five minutes before 08:00; NOT READY and logged out at 20:00."""
     r = rig(2, hours=new_york_hours(lead_time=300), start_at=ts(2026, 3, 6, 6, 0))
     assert r.lv.count() == 0 and r.states() == {"logged_out"}
-    assert r.pool.admit("8990000001").refusal is Refusal.CLOSED
+    assert probe(r.pool, "8990000001").refusal is Refusal.CLOSED
     assert r.pool.move_to_not_ready_after_call("AIVA1") is True
     assert r.metric("lvgateway_agent_pool_open") == 0
     advance(r.clock, ts(2026, 3, 6, 7, 55) - r.clock.seconds(), step=60)
     assert logins(r) == [ts(2026, 3, 6, 7, 55)]
-    assert r.states() == {"ready"} and r.pool.admit("8990000001").allowed
+    assert r.states() == {"ready"} and probe(r.pool, "8990000001").allowed
     assert r.metric("lvgateway_agent_pool_open") == 1
     advance(r.clock, ts(2026, 3, 6, 20, 0) - r.clock.seconds(), step=60)
     assert [q.op for q in r.lv.ops(user="AIVA1")][-2:] == ["not_ready", "logout"]
     assert logouts(r) == [ts(2026, 3, 6, 20, 0)]
     assert r.states() == {"logged_out"} and r.lv.state_of("AIVA1") == "LOGOFF"
-    assert r.pool.admit("8990000001").refusal is Refusal.CLOSED
+    assert probe(r.pool, "8990000001").refusal is Refusal.CLOSED
 
 
 def test_closing_while_a_call_is_up_waits_for_the_wrapup() -> None:
@@ -54,7 +55,7 @@ def test_closing_while_a_call_is_up_waits_for_the_wrapup() -> None:
     assert r.state("AIVA2") == "logged_out"
     assert r.state("AIVA1") == "on_call" and r.lv.count("logout", "AIVA1") == 0
     assert r.pool.move_to_not_ready_after_call("AIVA1") is True
-    assert r.pool.admit("8990000001").refusal is Refusal.ON_CALL
+    assert probe(r.pool, "8990000001").refusal is Refusal.ON_CALL
     advance(r.clock, 120, step=10)
     r.pool.call_ended("AIVA1", "c1")
     r.lv.term_code("AIVA1", move_not_ready=True)

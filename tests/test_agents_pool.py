@@ -6,6 +6,7 @@ from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
 from lvgateway.agents.interfaces import IAgentPool, Refusal
+from lvgateway.agents.testing import probe
 
 from .test_agents_support import SERVICE, advance, rig
 
@@ -72,7 +73,9 @@ def test_admission_by_any_form_of_the_number() -> None:
         admission = r.pool.admit(number)
         assert admission.allowed, admission
         assert (admission.user_name, admission.service_id) == ("AIVA1", SERVICE)
-    unknown = r.pool.admit("+18990009999")
+        assert admission.reservation is not None
+        admission.reservation.release()
+    unknown = probe(r.pool, "+18990009999")
     assert unknown.refusal is Refusal.UNKNOWN_NUMBER and unknown.user_name is None
 
 
@@ -82,17 +85,17 @@ def test_a_call_makes_the_agent_busy_until_its_wrapup_is_done() -> None:
     r.lv.dispatch("AIVA1")
     r.pool.call_started("AIVA1", "c1")
     assert r.state("AIVA1") == "on_call"
-    assert r.pool.admit("8990000001").refusal is Refusal.ON_CALL
+    assert probe(r.pool, "8990000001").refusal is Refusal.ON_CALL
     r.pool.call_ended("AIVA1", "c1")
     assert r.state("AIVA1") == "wrap_up"
-    assert r.pool.admit("8990000001").refusal is Refusal.ON_CALL
+    assert probe(r.pool, "8990000001").refusal is Refusal.ON_CALL
     assert r.pool.move_to_not_ready_after_call("AIVA1") is False
     before = r.lv.count()
     r.lv.term_code("AIVA1", move_not_ready=False)
     r.pool.wrapup_done("AIVA1", "c1", moved_not_ready=False)
     assert r.state("AIVA1") == "ready"
     assert r.lv.count() == before, "a wrap-up that left the agent READY needs no request"
-    assert r.pool.admit("8990000001").allowed
+    assert probe(r.pool, "8990000001").allowed
 
 
 def test_agent_left_not_ready_by_its_wrapup_is_readied_again() -> None:
@@ -143,16 +146,16 @@ def test_pause_keeps_causes_and_refuses_with_the_earliest() -> None:
     assert d.called
     assert r.states() == {"paused"}
     assert {r.lv.state_of(f"AIVA{n}") for n in (1, 2, 3)} == {"NOTREADY"}
-    assert r.pool.admit("8990000001").refusal is Refusal.VENDOR_UNAVAILABLE
+    assert probe(r.pool, "8990000001").refusal is Refusal.VENDOR_UNAVAILABLE
     r.pool.pause("drain", Refusal.DRAINING)
-    assert r.pool.admit("8990000002").refusal is Refusal.VENDOR_UNAVAILABLE
+    assert probe(r.pool, "8990000002").refusal is Refusal.VENDOR_UNAVAILABLE
     r.pool.resume("vendor health")
-    assert r.pool.admit("8990000002").refusal is Refusal.DRAINING
+    assert probe(r.pool, "8990000002").refusal is Refusal.DRAINING
     assert r.states() == {"paused"}
     assert r.metric("lvgateway_agent_pool_paused") == 1
     r.pool.resume("drain")
     assert r.states() == {"ready"}
-    assert r.pool.admit("8990000002").allowed
+    assert probe(r.pool, "8990000002").allowed
     assert r.metric("lvgateway_agent_pool_paused") == 0
 
 
@@ -240,7 +243,7 @@ def test_a_pool_paused_before_start_logs_in_and_joins_but_readies_nobody() -> No
     assert r.states() == {"paused"}
     assert [q.op for q in r.lv.ops(user="AIVA1")] == ["login", "join"]
     assert r.lv.state_of("AIVA1") == "NOTREADY"
-    assert r.pool.admit("8990000001").refusal is Refusal.PAUSED
+    assert probe(r.pool, "8990000001").refusal is Refusal.PAUSED
     r.pool.resume("call recovery")
     assert [q.op for q in r.lv.ops(user="AIVA1")] == ["login", "join", "ready"]
     assert r.states() == {"ready"}

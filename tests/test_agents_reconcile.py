@@ -7,6 +7,7 @@ from twisted.logger import capturedLogs
 from lvgateway.agents.interfaces import Refusal
 from lvgateway.agents.reconcile import assess
 from lvgateway.agents.state import Desired
+from lvgateway.agents.testing import probe
 from lvgateway.livevox.parsing import AgentStatus
 
 from .test_agents_support import Rig, advance, rig
@@ -80,7 +81,7 @@ def test_a_call_unknown_to_the_gateway_is_reported_and_waited_out() -> None:
     r = rig(1)
     r.lv.dispatch("AIVA1")  # the gateway never hears of it
     poll(r)
-    assert r.pool.admit("8990000001").allowed, "the INVITE may still be on its way"
+    assert probe(r.pool, "8990000001").allowed, "the INVITE may still be on its way"
     assert r.metric("lvgateway_agent_drifts_total", kind="unknown_call") == 0
     with capturedLogs() as events:
         advance(r.clock, 31, step=1)
@@ -90,7 +91,7 @@ def test_a_call_unknown_to_the_gateway_is_reported_and_waited_out() -> None:
     ]
     view = r.pool.agent("AIVA1").view()
     assert view.state.value == "on_call" and view.unknown_call is not None
-    assert r.pool.admit("8990000001").refusal is Refusal.ON_CALL
+    assert probe(r.pool, "8990000001").refusal is Refusal.ON_CALL
     advance(r.clock, 1200, step=10)
     assert r.lv.count("ready") == 1 and r.lv.count("not_ready") == 0, "no state change is tried"
     r.lv.term_code("AIVA1", move_not_ready=True)  # a supervisor closes it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from zope.interface.verify import verifyObject
 
 from lvgateway.agents.interfaces import IAgentPool, Refusal
-from lvgateway.agents.testing import FakeAgent, FakeAgentPool
+from lvgateway.agents.testing import FakeAgent, FakeAgentPool, probe
 
 from .test_agents_support import rig
 
@@ -28,30 +28,30 @@ def test_fake_pool_answers_like_the_real_pool() -> None:
         assert check(real.pool) == check(fake)
 
     for number in ("+18990000001", "18990000001", "8990000001", "+18990000002"):
-        both(lambda p, n=number: p.admit(n).refusal)
-    both(lambda p: p.admit("8990000001").user_name)
+        both(lambda p, n=number: probe(p, n).refusal)
+    both(lambda p: probe(p, "8990000001").user_name)
     both(lambda p: p.move_to_not_ready_after_call("AIVA1"))
     real.lv.dispatch("AIVA1")
     for p in (real.pool, fake):
         p.call_started("AIVA1", "c1")
-    both(lambda p: p.admit("8990000001").refusal)
+    both(lambda p: probe(p, "8990000001").refusal)
     for p in (real.pool, fake):
         p.call_ended("AIVA1", "c1")
     real.lv.term_code("AIVA1", move_not_ready=False)
     for p in (real.pool, fake):
         p.wrapup_done("AIVA1", "c1", False)
-    both(lambda p: p.admit("8990000001").refusal)
+    both(lambda p: probe(p, "8990000001").refusal)
     for p in (real.pool, fake):
         p.pause("vendor health", Refusal.VENDOR_UNAVAILABLE)
         p.pause("drain", Refusal.DRAINING)
-    both(lambda p: p.admit("8990000001").refusal)
+    both(lambda p: probe(p, "8990000001").refusal)
     both(lambda p: p.move_to_not_ready_after_call("AIVA1"))
     for p in (real.pool, fake):
         p.resume("vendor health")
-    both(lambda p: p.admit("8990000001").refusal)
+    both(lambda p: probe(p, "8990000001").refusal)
     for p in (real.pool, fake):
         p.resume("drain")
-    both(lambda p: p.admit("8990000001").refusal)
+    both(lambda p: probe(p, "8990000001").refusal)
     call_states = {("AIVA1", "ready", "on_call"), ("AIVA1", "on_call", "wrap_up")}
     assert call_states <= set(real_states) and call_states <= set(fake_states)
     assert ("AIVA1", "wrap_up", "ready") in real_states and (

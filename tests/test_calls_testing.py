@@ -13,6 +13,7 @@ from lvgateway.agents.testing import FakeAgent, FakeAgentPool
 from lvgateway.calls.blocking import InlineRunner
 from lvgateway.calls.errors import AlreadyWrappedUpError, UnknownCallError
 from lvgateway.calls.interfaces import ICallAdmin, ICallLegs, ICalls
+from lvgateway.calls.outcome import CallEvent, EventKind, LegAction
 from lvgateway.calls.records import CallState, Disposition, InviteFacts
 from lvgateway.calls.service import CallService
 from lvgateway.calls.store import CallStore
@@ -47,9 +48,13 @@ def test_fake_calls_follows_the_call_order() -> None:
     record = result_of(calls.accept(InviteFacts("AIVA1", "+18990000001", call_session_id="U1")))
     assert result_of(calls.connected(record.call_id)).state is CallState.CONNECTED
     result_of(calls.set_disposition(record.call_id, Disposition(term_code="done")))
-    ended = result_of(calls.refer(record.call_id))
+    ending = calls.end(record.call_id, CallEvent(EventKind.VENDOR_REFER))
+    assert ending.outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
+    ended = result_of(ending.recorded)
     assert ended.state is CallState.WRAPUP and ended.transfer
     assert ended.disposition == Disposition(term_code="done", next_action="transfer")
+    again = calls.end(record.call_id, CallEvent(EventKind.LIVEVOX_HANGUP))
+    assert not again.outcome.ends_call and result_of(again.recorded) == ended
     assert isinstance(
         failure_of(calls.set_disposition(record.call_id, Disposition())), AlreadyWrappedUpError
     )
@@ -100,7 +105,7 @@ def test_the_store_tells_the_agents_fake_pool_what_the_real_one_expects(tmp_path
 
     source = StandInCallSource(calls, dial, {"AIVA1": SERVICE})
     record = run(source.place("AIVA1"))
-    result_of(calls.ended(record.call_id, "caller_hangup"))
+    result_of(calls.end(record.call_id, CallEvent(EventKind.LIVEVOX_HANGUP)).recorded)
     assert pool.events_of("call_started") == [("AIVA1", record.call_id)]
     assert pool.events_of("call_ended") == [("AIVA1", record.call_id)]
     assert pool.events_of("wrapup_done") == [("AIVA1", record.call_id, False)]

@@ -17,6 +17,7 @@ from lvgateway.calls.errors import (
     CallStoreUnavailableError,
     UnknownCallError,
 )
+from lvgateway.calls.outcome import EventKind
 from lvgateway.calls.records import CallState, Disposition, InviteFacts, StepState
 from lvgateway.calls.testing import aia_config, wrapup_config
 from lvgateway.config.model import END_REASONS
@@ -56,14 +57,26 @@ DEFAULT_IDS = {
 }
 
 
+#: An event that ends a connected call with each end reason.
+ENDING_EVENTS = {
+    "caller_hangup": EventKind.LIVEVOX_HANGUP,
+    "vendor_hangup": EventKind.VENDOR_HANGUP,
+    "setup_failed": None,  # only while dialling: see the outcome table
+    "timeout": EventKind.DURATION_TIMEOUT,
+    "gateway_failure": EventKind.CRASH_RECOVERY,
+}
+
+
 @pytest.mark.parametrize("reason", END_REASONS)
 def test_default_term_code_for_each_end_reason(h: Harness, reason: str) -> None:
     """With no disposition, each end reason's configured default term code is saved."""
-    record = h.place()
-    run(h.source.ends(record.call_id, reason))
+    kind = ENDING_EVENTS[reason]
+    record = h.place() if kind is not None else h.place(connect=False)
+    run(h.source.ends(record.call_id, kind or EventKind.SETUP_FAILED))
     [saved] = h.saved()
     assert saved["term_code_id"] == DEFAULT_IDS[reason]
-    assert saved["call_transaction_id"] == record.call_transaction_id
+    done = h.record(record.call_id)
+    assert saved["call_transaction_id"] == done.call_transaction_id is not None
     assert saved["call_session_id"] == record.call_session_id
     assert saved["phone_dialed"] == "9195550100"
     assert saved["move_agent_to_not_ready"] is False
@@ -157,8 +170,6 @@ def test_json_disposition_during_the_call(h: Harness) -> None:
     body = {"next_action": "transfer", "call_outcome": "billing", "other": {"1": "x"}}
     disposition = disposition_from_json(json.dumps(body))
     result_of(h.calls.set_disposition(record.call_id, disposition, "api"))
-    assert h.calls.asks_for_transfer(record.call_id)
-    assert not h.calls.asks_for_transfer(record.call_id, Disposition(next_action="done"))
     run(h.source.vendor_hangs_up(record.call_id))
     assert [s["term_code_id"] for s in h.saved()] == [TRANSFER_ID]
     assert h.source.hang_ups == [(record.call_id, "transfer")]

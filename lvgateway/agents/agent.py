@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from lvgateway.agents.interfaces import Reservation
 from lvgateway.agents.metrics import AgentMetrics
 from lvgateway.agents.reconcile import assess
 from lvgateway.agents.state import (
@@ -154,8 +155,9 @@ class VirtualAgent:
         #: When the gateway (or a wrap-up) last changed the agent's state at LiveVox.
         self.last_change: float | None = None
         self.password_days: int | None = None
-        # The call the gateway has on it.
+        # The call the gateway has on it, or the INVITE it is held for.
         self.call_id: str | None = None
+        self.reservation: Reservation | None = None
         self.in_wrapup = False
         # Wishes and holds.
         self.hold: Hold | None = None
@@ -208,8 +210,8 @@ class VirtualAgent:
 
     @property
     def busy(self) -> bool:
-        """Whether the gateway has a call on the agent (on the call or in its wrap-up)."""
-        return self.call_id is not None
+        """Whether the gateway has a call on the agent (being set up, on it, or in its wrap-up)."""
+        return self.call_id is not None or self.reservation is not None
 
     @property
     def settled(self) -> bool:
@@ -325,6 +327,7 @@ class VirtualAgent:
                 previous=self.call_id,
             )
         self.call_id = call_id
+        self.reservation = None  # the call holds the agent from here on
         self.in_wrapup = False
         self.lv_ready = False
         self._cycling = False

@@ -29,6 +29,40 @@ class Refusal(enum.Enum):
     DRAINING = "gateway draining"  # 503
 
 
+class Reservation:
+    """An agent held for one INVITE, from its admission until the call is known to the pool.
+
+    The pool's :meth:`IAgentPool.admit` makes one for each call it allows;
+    while it is held the agent takes no other call. Once the call store
+    accepts the call (``call_started``) the call itself keeps the agent busy
+    until its wrap-up ends, and :meth:`release` changes nothing. The SIP
+    part calls :meth:`release` on every path that ends the INVITE, so a call
+    that never got a record (refused, cancelled, the store down) frees its
+    agent at once.
+
+    :param user_name: the agent's LiveVox login.
+    :param release_agent: frees the agent if this reservation still holds it.
+    """
+
+    def __init__(self, user_name: str, release_agent: Callable[[Reservation], None]) -> None:
+        self.user_name = user_name
+        self._release_agent: Callable[[Reservation], None] | None = release_agent
+
+    @property
+    def held(self) -> bool:
+        """Whether :meth:`release` has not been called yet."""
+        return self._release_agent is not None
+
+    def release(self) -> None:
+        """Let the agent go, unless a call of its own now keeps it; idempotent."""
+        release, self._release_agent = self._release_agent, None
+        if release is not None:
+            release(self)
+
+    def __repr__(self) -> str:
+        return f"<Reservation of {self.user_name}{'' if self.held else ' (released)'}>"
+
+
 @attrs.frozen
 class Admission:
     """The pool's answer to "may this 899 number's agent take a call now?".
@@ -37,12 +71,14 @@ class Admission:
     :param service_id: the agent's service, when the number is known.
     :param refusal: ``None`` when the call may be taken, else why not.
     :param detail: a human-readable reason for the log line.
+    :param reservation: the agent held for this call, when it may be taken.
     """
 
     user_name: str | None
     service_id: str | None
     refusal: Refusal | None
     detail: str = ""
+    reservation: Reservation | None = attrs.field(default=None, eq=False)
 
     @property
     def allowed(self) -> bool:
@@ -50,16 +86,33 @@ class Admission:
         return self.refusal is None
 
 
+@attrs.frozen
+class CallClose:
+    """The facts of an ended call the pool weighs when it chooses ``moveAgentToNotReady``.
+
+    :param end_reason: how the call ended (one of ``END_REASONS``).
+    :param transfer: the call was handed to a person with its LiveVox leg up.
+    :param steps_failed: a wrap-up step (AIA, contact) failed for good: the
+        call becomes a dead letter an operator must look at.
+    """
+
+    end_reason: str
+    transfer: bool = False
+    steps_failed: bool = False
+
+
 class IAgentPool(Interface):
     """The virtual agents of one gateway, keyed by 899 number."""
 
     def admit(phone_number: str) -> Admission:
-        """Decide whether the agent of ``phone_number`` may take a call now.
+        """Decide whether the agent of ``phone_number`` may take a call now, and hold it if so.
 
-        Yes for an agent logged in, joined and not on a call, including while
-        it becomes READY or is in its hourly NOT READY cycle (LiveVox may have
-        dispatched the call a moment before). ``phone_number`` may be in any
-        of the forms ``+1899…``, ``1899…``, ``899…``.
+        Yes for an agent logged in, joined and not on a call or held by a
+        :class:`Reservation`, including while it becomes READY or is in its
+        hourly NOT READY cycle (LiveVox may have dispatched the call a moment
+        before). A yes carries a new reservation, which the caller must
+        release on every path. ``phone_number`` may be in any of the forms
+        ``+1899…``, ``1899…``, ``899…``.
         """
 
     def call_started(user_name: str, call_id: str) -> None:
@@ -75,12 +128,15 @@ class IAgentPool(Interface):
             ``moveAgentToNotReady`` true (LiveVox left the agent NOT READY).
         """
 
-    def move_to_not_ready_after_call(user_name: str) -> bool:
-        """Return the ``moveAgentToNotReady`` flag for this agent's next term code.
+    def move_to_not_ready_after_call(user_name: str, close: CallClose | None = None) -> bool:
+        """Return the ``moveAgentToNotReady`` flag for the term code of the call ``close`` describes.
 
-        False normally; true while the pool is paused, draining or closing,
-        or the agent is being taken out, so a wrap-up never re-readies an
-        agent the gateway is taking out.
+        The one place this flag is decided. False normally; true while the
+        pool is paused, draining or closing, or the agent is being taken
+        out, so a wrap-up never re-readies an agent the gateway is taking
+        out; and true when a wrap-up step failed for good, so the agent
+        waits for the operator who looks at the dead letter. ``close`` is
+        ``None`` for a call that ended cleanly.
         """
 
     def session_for(user_name: str) -> Deferred[Session]:

@@ -35,10 +35,23 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lvgateway.agents.agent import AgentContext, VirtualAgent
-from lvgateway.agents.interfaces import Admission, IAgentPool, Refusal
+from lvgateway.agents.interfaces import (
+    Admission,
+    CallClose,
+    IAgentPool,
+    Refusal,
+    Reservation,
+)
 from lvgateway.agents.metrics import AgentMetrics
 from lvgateway.agents.schedule import OpenSchedule
-from lvgateway.agents.state import DENIED_RETRY_DELAYS, AgentState, AgentView, Desired, Hold
+from lvgateway.agents.state import (
+    DENIED_RETRY_DELAYS,
+    AgentState,
+    AgentView,
+    Desired,
+    Hold,
+    moves_not_ready,
+)
 from lvgateway.config.model import AgentConfig, AgentTimings, OpenHours, phone_key
 from lvgateway.drain import DrainPhase, OrderedDrain
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
@@ -268,7 +281,17 @@ class AgentPool(Service):
         if agent is None:
             return Admission(None, None, Refusal.UNKNOWN_NUMBER, f"no agent has {phone_number}")
         refusal, detail = self._refusal(agent)
-        return Admission(agent.user_name, agent.config.service_id, refusal, detail)
+        if refusal is not None:
+            return Admission(agent.user_name, agent.config.service_id, refusal, detail)
+        reservation = Reservation(agent.user_name, self._release)
+        agent.reservation = reservation
+        return Admission(agent.user_name, agent.config.service_id, None, detail, reservation)
+
+    def _release(self, reservation: Reservation) -> None:
+        """Free an agent held for an INVITE that got no call record."""
+        agent = self._by_user.get(reservation.user_name.casefold())
+        if agent is not None and agent.reservation is reservation:
+            agent.reservation = None
 
     def _refusal(self, agent: VirtualAgent) -> tuple[Refusal | None, str]:
         if not self.running or self._stopping:
@@ -277,7 +300,7 @@ class AgentPool(Service):
             cause, refusal = next(iter(self._pauses.items()))
             return refusal, f"paused by {cause}"
         if agent.busy:
-            return Refusal.ON_CALL, f"on call {agent.call_id}"
+            return Refusal.ON_CALL, f"on call {agent.call_id or '(being set up)'}"
         if agent.unknown_call is not None:
             return Refusal.ON_CALL, f"LiveVox holds call {agent.unknown_call} on it"
         if not self._open:
@@ -308,7 +331,7 @@ class AgentPool(Service):
         if agent is not None:
             agent.wrapup_done(call_id, moved_not_ready)
 
-    def move_to_not_ready_after_call(self, user_name: str) -> bool:
+    def move_to_not_ready_after_call(self, user_name: str, close: CallClose | None = None) -> bool:
         """Return ``moveAgentToNotReady`` for this agent's next term code.
 
         True while the pool is paused, draining or outside open hours, or the
@@ -318,7 +341,7 @@ class AgentPool(Service):
         agent = self._find_logged(user_name, "move_to_not_ready_after_call")
         if agent is None:
             return True
-        return agent.desired is not Desired.IN
+        return moves_not_ready(agent.desired is Desired.IN, close)
 
     def session_for(self, user_name: str) -> Deferred[Session]:
         """Return the agent's session, logging it in again if it has none."""

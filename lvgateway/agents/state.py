@@ -30,7 +30,10 @@ from collections.abc import Callable
 
 import attrs
 
+from lvgateway.agents.interfaces import CallClose
+
 __all__ = [
+    "moves_not_ready",
     "DENIED_RETRY_DELAYS",
     "KEEPALIVE_MARGIN",
     "SESSION_IDLE_LIMIT",
@@ -213,3 +216,16 @@ def next_slot(now: float, epoch: float, interval: float, index: int, count: int)
         return first
     periods = math.floor((now - first) / interval) + 1
     return first + periods * interval
+
+
+def moves_not_ready(wanted_in: bool, close: CallClose | None) -> bool:
+    """Return ``moveAgentToNotReady`` for a call's term code: the pool's one rule for it.
+
+    The agent goes back READY only when the gateway wants it in and the
+    call's wrap-up went cleanly; a step failed for good leaves it NOT READY
+    for the operator who looks at the dead letter.
+
+    :param wanted_in: whether the gateway wants the agent READY now.
+    :param close: the ended call's facts (``None``: it ended cleanly).
+    """
+    return not wanted_in or (close is not None and close.steps_failed)

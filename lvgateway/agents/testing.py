@@ -18,7 +18,8 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from lvgateway.agents.interfaces import Admission, IAgentPool, Refusal
+from lvgateway.agents.interfaces import Admission, CallClose, IAgentPool, Refusal, Reservation
+from lvgateway.agents.state import moves_not_ready
 from lvgateway.config.model import phone_key
 from lvgateway.livevox.parsing import Session
 
@@ -36,6 +37,7 @@ class FakeAgent:
     :param refusal: a refusal to give whatever else holds (a test's override).
     :param call_id: the call it is on, if any.
     :param in_wrapup: whether that call's legs are down.
+    :param reservation: the INVITE it is held for, before its call starts.
     :param session: its current session; made on demand by ``session_for``.
     :param login_error: what ``session_for`` errbacks with when it must log in.
     :param ready_since: what :meth:`FakeAgentPool.ready_since` answers.
@@ -48,6 +50,7 @@ class FakeAgent:
     refusal: Refusal | None = None
     call_id: str | None = None
     in_wrapup: bool = False
+    reservation: Reservation | None = None
     session: Session | None = None
     login_error: Exception | None = None
     ready_since: float | None = None
@@ -116,15 +119,23 @@ class FakeAgentPool:
         if self.pauses:
             cause, refusal = next(iter(self.pauses.items()))
             detail = f"paused by {cause}"
-        elif agent.call_id is not None:
-            refusal, detail = Refusal.ON_CALL, f"on call {agent.call_id}"
+        elif agent.call_id is not None or agent.reservation is not None:
+            refusal, detail = Refusal.ON_CALL, f"on call {agent.call_id or '(being set up)'}"
         elif agent.refusal is not None:
             refusal, detail = agent.refusal, "refused by the test"
         elif not agent.logged_in:
             refusal, detail = Refusal.LOGGED_OUT, "not logged in"
         else:
-            refusal, detail = None, "ready"
+            reservation = Reservation(agent.user_name, self._release)
+            agent.reservation = reservation
+            return Admission(agent.user_name, agent.service_id, None, "ready", reservation)
         return Admission(agent.user_name, agent.service_id, refusal, detail)
+
+    def _release(self, reservation: Reservation) -> None:
+        self.events.append(("released", reservation.user_name))
+        agent = self.agents.get(reservation.user_name.casefold())
+        if agent is not None and agent.reservation is reservation:
+            agent.reservation = None
 
     def call_started(self, user_name: str, call_id: str) -> None:
         """Record it; the agent is on a call."""
@@ -132,7 +143,7 @@ class FakeAgentPool:
         agent = self.agent(user_name)
 
         def change() -> None:
-            agent.call_id, agent.in_wrapup = call_id, False
+            agent.call_id, agent.in_wrapup, agent.reservation = call_id, False, None
 
         self._move(agent, change)
 
@@ -157,11 +168,12 @@ class FakeAgentPool:
 
         self._move(agent, change)
 
-    def move_to_not_ready_after_call(self, user_name: str) -> bool:
-        """True while paused or :attr:`taking_out`, or for an unknown or logged-out agent."""
+    def move_to_not_ready_after_call(self, user_name: str, close: CallClose | None = None) -> bool:
+        """True while paused or :attr:`taking_out`, for an unknown or logged-out agent, or a failed step."""
         self.events.append(("move_to_not_ready_after_call", user_name))
         agent = self.agents.get(user_name.casefold())
-        return bool(self.pauses) or self.taking_out or agent is None or not agent.logged_in
+        wanted_in = not (self.pauses or self.taking_out or agent is None or not agent.logged_in)
+        return moves_not_ready(wanted_in, close)
 
     def session_for(self, user_name: str) -> Deferred[Session]:
         """Return the agent's session, making one (a "login") when it has none."""
@@ -206,3 +218,11 @@ class FakeAgentPool:
         """Return the agent's ``ready_since``."""
         agent = self.agents.get(user_name.casefold())
         return agent.ready_since if agent is not None else None
+
+
+def probe(pool: IAgentPool, phone_number: str) -> Admission:
+    """Ask ``pool`` whether the number's agent may take a call, holding nothing: the reservation is released at once."""
+    admission = pool.admit(phone_number)
+    if admission.reservation is not None:
+        admission.reservation.release()
+    return admission

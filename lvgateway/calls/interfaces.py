@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
+from lvgateway.calls.outcome import CallEvent, Ending
 from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts
 
 __all__ = ["ICallAdmin", "ICallLegs", "ICalls"]
@@ -36,10 +37,10 @@ class ICallLegs(Interface):
     def hang_up_livevox(call_id: str, reason: str) -> Deferred[None]:
         """End the LiveVox leg of a call with BYE (and a ``Reason``), and the vendor leg if still up.
 
-        Called once for each call :meth:`ICalls.ended` with its LiveVox leg up:
-        at once, or for a transfer after its AIA and term code are saved (or
-        before the term code, as ``transfer_order`` says; or when
-        ``transfer_timeout`` runs out).
+        Called once for each call whose outcome held its LiveVox leg up for a
+        transfer: after its AIA and term code are saved (or before the term
+        code, as ``transfer_order`` says; or when ``transfer_timeout`` runs
+        out).
 
         :param call_id: the gateway's call id.
         :param reason: why, for the ``Reason`` header and the log (``transfer``).
@@ -54,8 +55,9 @@ class ICalls(Interface):
 
     Every call the SIP part accepts goes through, in order:
     :meth:`accept` (before the vendor leg is placed), :meth:`connected`
-    (vendor leg answered), any number of :meth:`set_disposition`, then one of
-    :meth:`ended` or :meth:`refer`. The wrap-up runs by itself from there.
+    (vendor leg answered), any number of :meth:`set_disposition`, and
+    :meth:`end` for each event that may end it. The wrap-up runs by itself
+    from the first event that does.
     """
 
     def accept(invite: InviteFacts) -> Deferred[CallRecord]:
@@ -91,46 +93,22 @@ class ICalls(Interface):
             :class:`~lvgateway.calls.errors.AlreadyWrappedUpError`.
         """
 
-    def ended(
-        call_id: str,
-        reason: str,
-        disposition: Disposition | None = None,
-        source: str = "bye",
-        livevox_leg_up: bool = False,
-    ) -> Deferred[CallRecord]:
-        """The call ended: start its wrap-up.
+    def end(call_id: str | None, event: CallEvent) -> Ending:
+        """Report an event of a call; get back what it means, decided once, and carry it out.
 
-        Call it when the LiveVox leg hung up (``caller_hangup``), the vendor
-        hung up (``vendor_hangup``, with :func:`~lvgateway.calls.disposition.disposition_from_headers`
-        of its BYE), the vendor leg failed (``setup_failed``) or a timer ran
-        out (``timeout``). With ``livevox_leg_up`` the LiveVox leg is still up
-        and the store ends it through :meth:`ICallLegs.hang_up_livevox`: at
-        once, or after posting the AIA and the term code when the disposition
-        asks for a transfer. A second call for an ended record changes nothing.
+        The decision is :func:`~lvgateway.calls.outcome.decide` over the
+        call's record as it stands: the first event that ends a call fixes
+        its end reason, done or transfer, and its term code, and starts its
+        wrap-up; a later one changes none of that, though it may still say
+        to end a leg that is up. For a transfer with the LiveVox leg up, the
+        store ends that leg through :meth:`ICallLegs.hang_up_livevox` after
+        the transfer's posts (or when ``transfer_timeout`` runs out).
 
-        :param reason: one of ``lvgateway.config.model.END_REASONS``.
-        :param disposition: from the vendor's BYE, if it carried one.
-        :returns: ``Deferred[CallRecord]`` fired once the end is committed;
-            errbacks with :class:`~lvgateway.calls.errors.UnknownCallError`.
-        """
-
-    def asks_for_transfer(call_id: str, disposition: Disposition | None = None) -> bool:
-        """Whether the call, with this disposition laid over what the vendor said before, is a transfer.
-
-        For the SIP part at the vendor's BYE: a transfer may have been posted
-        on the vendor API beforehand, and the BYE carry no header. When true,
-        keep the LiveVox leg up and call :meth:`ended` with ``livevox_leg_up``.
-        False for an unknown or ended call.
-        """
-
-    def refer(call_id: str, disposition: Disposition | None = None) -> Deferred[CallRecord]:
-        """The vendor sent a REFER: transfer the call to a human (answer the REFER 202).
-
-        The same as :meth:`ended` with reason ``vendor_hangup``, the LiveVox
-        leg up and the next action ``transfer``: the store posts the AIA and
-        the transfer term code, then asks :meth:`ICallLegs.hang_up_livevox`.
-
-        :param disposition: from the REFER's headers, if any.
+        :param call_id: the gateway's call id, or ``None`` while the record
+            is being written (then nothing is recorded: report the event
+            again once :meth:`accept` fires).
+        :param event: what happened.
+        :returns: the :class:`~lvgateway.calls.outcome.Ending`, at once.
         """
 
     def lookup(call_id: str) -> Deferred[CallRecord]:

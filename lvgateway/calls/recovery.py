@@ -29,7 +29,9 @@ from twisted.logger import Logger
 from lvgateway.agents.interfaces import IAgentPool
 from lvgateway.calls.book import CallBook
 from lvgateway.calls.metrics import CallMetrics
+from lvgateway.calls.outcome import CallEvent, EventKind, decide
 from lvgateway.calls.records import CallRecord, CallState, StepState
+from lvgateway.config.model import WrapupConfig
 
 __all__ = ["RecoveryGate", "recover"]
 
@@ -96,7 +98,11 @@ class RecoveryGate:
 
 
 async def recover(
-    book: CallBook, pool: IAgentPool, clock: IReactorTime, metrics: CallMetrics
+    book: CallBook,
+    pool: IAgentPool,
+    clock: IReactorTime,
+    metrics: CallMetrics,
+    config: WrapupConfig,
 ) -> list[str]:
     """Load every unfinished record from the store and make each ready to resume.
 
@@ -104,6 +110,7 @@ async def recover(
     :param pool: told of each recovered call's agent.
     :param clock: the end time of calls found live.
     :param metrics: counts calls ended by ``gateway_failure``.
+    :param config: the term codes a call found live asks for.
     :returns: the ids of the records now in ``wrapup``, for the pipeline to resume.
     """
     records = await book.store.unfinished()
@@ -115,19 +122,25 @@ async def recover(
         pool.call_started(record.agent, record.call_id)
         pool.call_ended(record.agent, record.call_id)
         if record.is_live:
+            outcome = decide(record, CallEvent(EventKind.CRASH_RECOVERY), config)
+            assert outcome.end_reason is not None
             log.warn(
                 "call {call_id} on {agent} was live when the gateway stopped: ended as"
-                " gateway_failure",
+                " {reason}, term code {term_code}",
                 call_id=record.call_id,
                 agent=record.agent,
+                reason=outcome.end_reason,
+                term_code=outcome.term_code,
             )
-            metrics.ended.labels(reason="gateway_failure").inc()
+            metrics.ended.labels(reason=outcome.end_reason).inc()
             writes.append(
                 book.update(
                     record.call_id,
                     state=CallState.WRAPUP,
                     ended_at=now,
-                    end_reason="gateway_failure",
+                    end_reason=outcome.end_reason,
+                    disposition=outcome.disposition,
+                    term_code_name=outcome.term_code,
                     transfer=False,
                     hangup=StepState.SKIPPED,
                     wrapup_started_at=now,

@@ -24,10 +24,9 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -45,6 +44,7 @@ from lvgateway.calls.errors import (
 from lvgateway.calls.ids import IdFinder
 from lvgateway.calls.interfaces import ICallAdmin, ICallLegs, ICalls
 from lvgateway.calls.metrics import CallMetrics
+from lvgateway.calls.outcome import CallEvent, Ending, EventKind, LegAction, Outcome, decide
 from lvgateway.calls.records import (
     CallRecord,
     CallState,
@@ -56,7 +56,7 @@ from lvgateway.calls.recovery import RecoveryGate, recover
 from lvgateway.calls.store import CallStore
 from lvgateway.calls.termcodes import TermCodes
 from lvgateway.calls.wrapup import StepListener, WrapupPipeline
-from lvgateway.config.model import END_REASONS, AgentConfig, WrapupConfig
+from lvgateway.config.model import AgentConfig, WrapupConfig
 from lvgateway.drain import DrainPhase, OrderedDrain
 from lvgateway.livevox.interfaces import IAiaAPI, ILiveVoxAgentAPI, ILiveVoxCallAPI
 from lvgateway.livevox.transport import RetryPolicy
@@ -77,6 +77,14 @@ def catalogue_agents(agents: Sequence[AgentConfig]) -> dict[str, str]:
     for agent in agents:
         found.setdefault(agent.service_id, agent.user_name)
     return found
+
+
+#: Where a disposition that came with an event came from, as the record keeps it.
+_SOURCES = {
+    EventKind.VENDOR_HANGUP: "bye",
+    EventKind.VENDOR_REFER: "refer",
+    EventKind.VENDOR_DISPOSITION: "api",
+}
 
 
 def _new_call_id() -> str:
@@ -219,7 +227,7 @@ class CallService(Service):
 
     async def _start(self) -> None:
         await self.store.open()
-        resume = await recover(self.book, self._pool, self._clock, self.metrics)
+        resume = await recover(self.book, self._pool, self._clock, self.metrics, self.config)
         self.gate.expect(resume)
         for call_id in resume:
             self.pipeline.start(call_id)
@@ -389,78 +397,66 @@ class CallService(Service):
         )
         return await self.book.update(call_id, disposition=merged, disposition_source=source)
 
-    def ended(
-        self,
-        call_id: str,
-        reason: str,
-        disposition: Disposition | None = None,
-        source: str = "bye",
-        livevox_leg_up: bool = False,
-    ) -> Deferred[CallRecord]:
-        """The call ended: start its wrap-up; see :meth:`ICalls.ended`."""
-        return Deferred.fromCoroutine(
-            self._ended(call_id, reason, disposition, source, livevox_leg_up)
+    def end(self, call_id: str | None, event: CallEvent) -> Ending:
+        """Decide what ``event`` means for the call and, if it ends it, start its wrap-up; see :meth:`ICalls.end`."""
+        record = self.book.get(call_id) if call_id is not None else None
+        if call_id is not None and record is None:
+            # Finished (or never known here): nothing of it can change.
+            found: Deferred[CallRecord | None] = Deferred.fromCoroutine(self._unsettled(call_id))
+            return Ending(Outcome(ends_call=False), found)
+        outcome = decide(record, event, self.config)
+        if record is None or not outcome.posts:
+            if record is not None:
+                log.info(
+                    "call {call_id}: {event} while {state}: the call's end stands",
+                    call_id=call_id,
+                    event=event.kind.value,
+                    state=record.state.value,
+                )
+            return Ending(outcome, succeed(record))
+        saved: Deferred[CallRecord | None] = self._record_end(record, event, outcome).addCallback(
+            lambda ended: ended
         )
+        return Ending(outcome, saved)
 
-    async def _ended(
-        self,
-        call_id: str,
-        reason: str,
-        disposition: Disposition | None,
-        source: str,
-        livevox_leg_up: bool,
-    ) -> CallRecord:
-        if reason not in END_REASONS:
-            raise ValueError(f"end reason {reason!r} is not one of {', '.join(END_REASONS)}")
-        record = await self._unsettled(call_id)
-        if not record.is_live:
-            log.info(
-                "call {call_id}: ended again ({reason}) while {state}: nothing to do",
-                call_id=call_id,
-                reason=reason,
-                state=record.state.value,
-            )
-            return record
-        merged = record.said(disposition)
-        transfer = livevox_leg_up and record.transfers_with(disposition)
+    def _record_end(
+        self, record: CallRecord, event: CallEvent, outcome: Outcome
+    ) -> Deferred[CallRecord]:
+        """Write the call's end, tell the pool, and start the wrap-up."""
+        assert outcome.end_reason is not None
+        call_id = record.call_id
+        hold = outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
         now = self._clock.seconds()
         saved = self.book.update(
             call_id,
             state=CallState.WRAPUP,
             ended_at=now,
-            end_reason=reason,
-            disposition=merged,
-            disposition_source=source if disposition is not None else record.disposition_source,
-            transfer=transfer,
-            hangup=StepState.PENDING if transfer else StepState.SKIPPED,
+            end_reason=outcome.end_reason,
+            disposition=outcome.disposition,
+            disposition_source=_SOURCES.get(event.kind, record.disposition_source)
+            if event.disposition is not None
+            else record.disposition_source,
+            transfer=hold,
+            term_code_name=outcome.term_code,
+            hangup=StepState.PENDING if hold else StepState.SKIPPED,
             wrapup_started_at=now,
             attempts=0,
         )
         self._pool.call_ended(record.agent, call_id)
-        self.metrics.ended.labels(reason=reason).inc()
+        self.metrics.ended.labels(reason=outcome.end_reason).inc()
         log.info(
-            "call {call_id} ended ({reason}) after {seconds:.1f}s{transfer}",
+            "call {call_id} ended ({reason}, {event}) after {seconds:.1f}s: {action}, term code {term_code}",
             call_id=call_id,
-            reason=reason,
+            reason=outcome.end_reason,
+            event=event.kind.value,
             seconds=now - record.accepted_at,
-            transfer=": transfer to a human" if transfer else "",
+            action="transfer to a human" if outcome.transfer else "done",
+            term_code=outcome.term_code,
         )
-        if livevox_leg_up and not transfer:
-            self.pipeline.end_livevox_leg(call_id, reason)
-        if transfer:
+        if hold:
             self.pipeline.arm_transfer(call_id)
         self.pipeline.start(call_id)
-        return await saved
-
-    def asks_for_transfer(self, call_id: str, disposition: Disposition | None = None) -> bool:
-        """Whether the call's disposition, with ``disposition`` over it, asks for a transfer."""
-        record = self.book.get(call_id)
-        return record is not None and record.transfers_with(disposition)
-
-    def refer(self, call_id: str, disposition: Disposition | None = None) -> Deferred[CallRecord]:
-        """The vendor sent a REFER: transfer the call; see :meth:`ICalls.refer`."""
-        transfer = attrs.evolve(disposition or Disposition(), next_action="transfer")
-        return self.ended(call_id, "vendor_hangup", transfer, source="refer", livevox_leg_up=True)
+        return saved
 
     def lookup(self, call_id: str) -> Deferred[CallRecord]:
         """Return a call's record; see :meth:`ICalls.lookup`."""

@@ -40,11 +40,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from lvgateway.agents.interfaces import Admission, IAgentPool, Refusal
+from lvgateway.agents.interfaces import Admission, CallClose, IAgentPool, Refusal, Reservation
+from lvgateway.agents.state import moves_not_ready
 from lvgateway.calls.disposition import disposition_from_headers
 from lvgateway.calls.errors import AlreadyWrappedUpError, UnknownCallError
 from lvgateway.calls.interfaces import ICallLegs, ICalls
-from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts
+from lvgateway.calls.outcome import CallEvent, Ending, EventKind, LegAction, Outcome, decide
+from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts, StepState
 from lvgateway.calls.service import CallService
 from lvgateway.calls.store import CallStore
 from lvgateway.config.model import AIA_FIELDS, AgentConfig, AiaConfig, WrapupConfig, phone_key
@@ -162,16 +164,29 @@ class FakeCalls:
     """An in-memory call store for the SIP part's tests: it keeps records, runs no wrap-up.
 
     :param clock_seconds: stamps the records.
+    :param config: the term codes its decisions request.
     :ivar records: every record by call id.
-    :ivar events: ``(method, call_id, details)`` in order.
+    :ivar events: ``(method, call_id, details)`` in order; an event that
+        ends a call shows as ``ended`` with its outcome.
+    :ivar reports: every ``(call_id, event)`` reported to :meth:`end`.
     """
 
-    def __init__(self, clock_seconds: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(
+        self,
+        clock_seconds: Callable[[], float] = lambda: 0.0,
+        config: WrapupConfig | None = None,
+    ) -> None:
         self._now = clock_seconds
+        self.config = config or wrapup_config()
         self._ids = itertools.count(1)
         self.records: dict[str, CallRecord] = {}
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.refuse: BaseException | None = None
+        self.reports: list[tuple[str | None, CallEvent]] = []
+        #: When set, the next :meth:`accept` waits for it: a record write in progress.
+        self.accept_gate: Deferred[None] | None = None
+        #: How many accepts have waited on a gate.
+        self.accepting = 0
 
     def _update(self, call_id: str, **changes: Any) -> CallRecord:
         if call_id not in self.records:
@@ -181,7 +196,14 @@ class FakeCalls:
         return record
 
     def accept(self, invite: InviteFacts) -> Deferred[CallRecord]:
-        """Keep a new record (or fail with :attr:`refuse`, when set)."""
+        """Keep a new record (or fail with :attr:`refuse`, when set), once :attr:`accept_gate` fires."""
+        gate, self.accept_gate = self.accept_gate, None
+        if gate is not None:
+            self.accepting += 1
+            return gate.addCallback(lambda _: self._keep(invite))
+        return self._keep(invite)
+
+    def _keep(self, invite: InviteFacts) -> Deferred[CallRecord]:
         if self.refuse is not None:
             return fail(self.refuse)
         now = self._now()
@@ -227,46 +249,39 @@ class FakeCalls:
         self.events.append(("set_disposition", call_id, {"disposition": disposition}))
         return succeed(record)
 
-    def ended(
-        self,
-        call_id: str,
-        reason: str,
-        disposition: Disposition | None = None,
-        source: str = "bye",
-        livevox_leg_up: bool = False,
-    ) -> Deferred[CallRecord]:
-        """Mark the record ended (in wrap-up); a second end changes nothing."""
-        record = self.records.get(call_id)
-        if record is None:
-            return fail(UnknownCallError(call_id))
+    def end(self, call_id: str | None, event: CallEvent) -> Ending:
+        """Decide as the real store does; an ending event puts the record in wrap-up."""
+        record = self.records.get(call_id) if call_id is not None else None
+        self.reports.append((call_id, event))
+        if call_id is not None and record is None:
+            return Ending(Outcome(ends_call=False), fail(UnknownCallError(call_id)))
+        outcome = decide(record, event, self.config)
+        if record is None or not outcome.posts:
+            return Ending(outcome, succeed(record))
+        hold = outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
         self.events.append(
             (
                 "ended",
-                call_id,
-                {"reason": reason, "disposition": disposition, "livevox_leg_up": livevox_leg_up},
+                record.call_id,
+                {
+                    "reason": outcome.end_reason,
+                    "disposition": outcome.disposition,
+                    "livevox_leg_up": hold,
+                    "event": event.kind,
+                },
             )
         )
-        if not record.is_live:
-            return succeed(record)
         record = self._update(
-            call_id,
+            record.call_id,
             state=CallState.WRAPUP,
             ended_at=self._now(),
-            end_reason=reason,
-            disposition=record.said(disposition),
-            transfer=livevox_leg_up and record.transfers_with(disposition),
+            end_reason=outcome.end_reason,
+            disposition=outcome.disposition,
+            transfer=hold,
+            term_code_name=outcome.term_code,
+            hangup=StepState.PENDING if hold else StepState.SKIPPED,
         )
-        return succeed(record)
-
-    def asks_for_transfer(self, call_id: str, disposition: Disposition | None = None) -> bool:
-        """Whether the live record's disposition, with ``disposition`` over it, is a transfer."""
-        record = self.records.get(call_id)
-        return record is not None and record.transfers_with(disposition)
-
-    def refer(self, call_id: str, disposition: Disposition | None = None) -> Deferred[CallRecord]:
-        """Mark the record ended with a transfer."""
-        transfer = attrs.evolve(disposition or Disposition(), next_action="transfer")
-        return self.ended(call_id, "vendor_hangup", transfer, source="refer", livevox_leg_up=True)
+        return Ending(outcome, succeed(record))
 
     def lookup(self, call_id: str) -> Deferred[CallRecord]:
         """Return the record."""
@@ -305,6 +320,7 @@ class StandInPool:
         self._paused: list[str] = []
         self._listeners: list[Callable[[str, str, str], None]] = []
         self.busy: dict[str, str] = {}
+        self.reserved: dict[str, Reservation] = {}
 
     def wrapups_done(self) -> dict[str, bool]:
         """Return ``{call_id: moved_not_ready}`` of every ``wrapup_done`` heard."""
@@ -317,14 +333,21 @@ class StandInPool:
         agent = self._by_number.get(phone_key(phone_number))
         if agent is None:
             return Admission(None, None, Refusal.UNKNOWN_NUMBER)
-        if agent.user_name in self.busy:
+        if agent.user_name in self.busy or agent.user_name in self.reserved:
             return Admission(agent.user_name, agent.service_id, Refusal.ON_CALL)
         if self._paused:
             return Admission(agent.user_name, agent.service_id, Refusal.PAUSED)
-        return Admission(agent.user_name, agent.service_id, None)
+        reservation = Reservation(agent.user_name, self._release)
+        self.reserved[agent.user_name] = reservation
+        return Admission(agent.user_name, agent.service_id, None, reservation=reservation)
+
+    def _release(self, reservation: Reservation) -> None:
+        if self.reserved.get(reservation.user_name) is reservation:
+            del self.reserved[reservation.user_name]
 
     def call_started(self, user_name: str, call_id: str) -> None:
-        """Note the agent on a call."""
+        """Note the agent on a call (its reservation, if any, passes to the call)."""
+        self.reserved.pop(user_name, None)
         self.busy[user_name] = call_id
         self.events.append(("call_started", user_name, call_id, None))
 
@@ -340,9 +363,10 @@ class StandInPool:
         for hook in list(self.on_wrapup_done):
             hook(user_name, call_id, moved_not_ready)
 
-    def move_to_not_ready_after_call(self, user_name: str) -> bool:
-        """True for the agents in :attr:`not_ready_after_call`, or all while paused."""
-        return bool(self._paused) or user_name in self.not_ready_after_call
+    def move_to_not_ready_after_call(self, user_name: str, close: CallClose | None = None) -> bool:
+        """True for the agents in :attr:`not_ready_after_call`, all while paused, or a failed step."""
+        wanted_in = not self._paused and user_name not in self.not_ready_after_call
+        return moves_not_ready(wanted_in, close)
 
     def session_for(self, user_name: str) -> Deferred[Session]:
         """Return the agent's session, logging it in when it has none (one login at a time)."""
@@ -467,12 +491,15 @@ class StandInCallSource:
         self.hang_ups: list[tuple[str, str]] = []
         self._sip_ids = itertools.count(1)
 
-    async def place(self, agent: str, transaction_header: bool = False) -> CallRecord:
+    async def place(
+        self, agent: str, transaction_header: bool = False, connect: bool = True
+    ) -> CallRecord:
         """Have LiveVox put a call through to ``agent``, accept it, and connect its vendor leg.
 
         :param agent: the agent's login.
         :param transaction_header: send LiveVox's transaction id in
             ``X-transaction-id`` (the guide's INVITE has none).
+        :param connect: have the vendor answer; without it the call stays dialling.
         """
         placed = await self._dial(agent)
         headers = {"Session-ID": placed.call_session_id}
@@ -488,33 +515,42 @@ class StandInCallSource:
         )
         record = await self._calls.accept(invite)
         self.placed[record.call_id] = placed
+        if not connect:
+            return record
         return await self._calls.connected(record.call_id)
 
     async def caller_hangs_up(self, call_id: str) -> CallRecord:
         """The customer hung up: the LiveVox leg is down, the gateway ends the vendor leg."""
         await self._leg_down(call_id)
-        return await self._calls.ended(call_id, "caller_hangup")
+        return await self.report(call_id, CallEvent(EventKind.LIVEVOX_HANGUP))
 
     async def vendor_hangs_up(
         self, call_id: str, headers: Mapping[str, str] | None = None
     ) -> CallRecord:
         """The vendor sent BYE, perhaps with disposition headers; the LiveVox leg is still up."""
         disposition = disposition_from_headers(headers or {}, call_id)
-        return await self._calls.ended(
-            call_id, "vendor_hangup", disposition, source="bye", livevox_leg_up=True
-        )
+        return await self.report(call_id, CallEvent(EventKind.VENDOR_HANGUP, disposition))
 
     async def vendor_refers(
         self, call_id: str, headers: Mapping[str, str] | None = None
     ) -> CallRecord:
         """The vendor sent REFER, perhaps with disposition headers."""
-        return await self._calls.refer(call_id, disposition_from_headers(headers or {}, call_id))
+        disposition = disposition_from_headers(headers or {}, call_id)
+        return await self.report(call_id, CallEvent(EventKind.VENDOR_REFER, disposition))
 
-    async def ends(self, call_id: str, reason: str, livevox_leg_up: bool = False) -> CallRecord:
-        """The call ended for another reason (``setup_failed``, ``timeout``)."""
-        if not livevox_leg_up:
+    async def ends(self, call_id: str, kind: EventKind) -> CallRecord:
+        """The call ended for another reason (a setup failure, a timer, the drain)."""
+        return await self.report(call_id, CallEvent(kind))
+
+    async def report(self, call_id: str, event: CallEvent) -> CallRecord:
+        """Report an event as the SIP part does, and carry out its outcome on the LiveVox leg."""
+        ending = self._calls.end(call_id, event)
+        if ending.outcome.livevox_leg is LegAction.END:
+            self.hang_ups.append((call_id, ending.outcome.end_reason or ""))
             await self._leg_down(call_id)
-        return await self._calls.ended(call_id, reason, livevox_leg_up=livevox_leg_up)
+        record = await ending.recorded
+        assert record is not None
+        return record
 
     def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
         """End the LiveVox leg, as the SIP part would with BYE."""

@@ -59,6 +59,7 @@ from lvgateway.calls.book import CallBook
 from lvgateway.calls.ids import IdFinder, Sighting
 from lvgateway.calls.interfaces import ICallLegs
 from lvgateway.calls.metrics import CallMetrics
+from lvgateway.calls.outcome import call_close, requested_term_code
 from lvgateway.calls.records import CallRecord, CallState, StepState
 from lvgateway.calls.termcodes import TermCodeError, TermCodes
 from lvgateway.config.model import WrapupConfig
@@ -74,7 +75,7 @@ from lvgateway.livevox.interfaces import IAiaAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import Session
 from lvgateway.livevox.transport import RetryPolicy
 
-__all__ = ["StepListener", "WrapupPipeline", "requested_term_code"]
+__all__ = ["StepListener", "WrapupPipeline"]
 
 log = Logger()
 
@@ -85,20 +86,6 @@ log = Logger()
 StepListener = Callable[[str, str, str], None]
 
 _SETTLED = (StepState.DONE, StepState.SKIPPED, StepState.FAILED)
-
-
-def requested_term_code(record: CallRecord, config: WrapupConfig) -> str:
-    """Return the term code a call asks for: the vendor's, else the transfer one, else the end reason's default.
-
-    :param record: the ended call.
-    :param config: the wrap-up settings.
-    """
-    d = record.disposition
-    if d is not None and d.term_code:
-        return d.term_code
-    if (d is not None and d.is_transfer) or record.transfer:
-        return config.transfer_term_code
-    return config.defaults.get(record.end_reason or "", config.fallback_term_code)
 
 
 class _RetryError(Exception):
@@ -383,7 +370,9 @@ class WrapupPipeline:
         record = self._book.require(call_id)
         if record.term_code_id is not None or record.term_code_settled:
             return
-        requested = requested_term_code(record, self._config)
+        requested = record.term_code_name or requested_term_code(
+            record.disposition, record.transfer, record.end_reason or "", self._config
+        )
         service_id = record.service_id
         if service_id is None:
             raise _RetryError("term_code", "the call's service is not known yet")
@@ -564,9 +553,7 @@ class WrapupPipeline:
         assert record.term_code_id is not None
         move = record.move_not_ready
         if move is None:
-            move = self._pool.move_to_not_ready_after_call(record.agent) or bool(
-                record.failed_steps()
-            )
+            move = self._pool.move_to_not_ready_after_call(record.agent, call_close(record))
         d = record.disposition
         await self._book.update(call_id, term_code=StepState.SENT, move_not_ready=move)
         self._notify(call_id, "term_code", "sent")
@@ -617,7 +604,7 @@ class WrapupPipeline:
 
     async def _closed_at_livevox(self, call_id: str, sighting: Sighting, was_sent: bool) -> None:
         """LiveVox no longer holds the call: a term code sent before landed, or LiveVox closed it itself."""
-        state = sighting.status.state
+        state = sighting.line_state
         record = self._book.require(call_id)
         move = record.move_not_ready if was_sent else state == "NOTREADY"
         if was_sent:

@@ -10,8 +10,11 @@ What this class adds:
   maximum call length, each ending the call with a ``Reason``;
 - media is attached to the vendor leg (DESIGN.md, pitfall 6), so LiveVox's
   session refreshes stay identical and are answered locally;
-- the end is decided once: who hung up, with which disposition, and whether
-  the LiveVox leg stays up for a transfer; the call store hears it once.
+- every event that may end the call is reported to the call store, which
+  decides once what it means (:mod:`lvgateway.calls.outcome`); this class
+  carries out what each leg is told;
+- the agent's :class:`~lvgateway.agents.interfaces.Reservation` is released
+  once the call is over on the SIP side, never before its record is settled.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from sippy.CCEvents import CCEventConnect, CCEventDisconnect, CCEventFail, CCEve
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from lvgateway.agents.interfaces import Reservation
 from lvgateway.calls.disposition import disposition_from_headers
 from lvgateway.calls.interfaces import ICalls
+from lvgateway.calls.outcome import CallEvent, EventKind, LegAction, Outcome
 from lvgateway.calls.records import InviteFacts
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.interfaces import IMediaSession
@@ -60,6 +65,7 @@ class BridgedCall:
     :param endpoints: where to place the vendor leg, in failover order.
     :param media: the call's media session.
     :param on_finished: called once when both legs are down and the store told.
+    :param reservation: the agent held for this call; released when it finishes.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class BridgedCall:
         endpoints: Callable[[], Any],
         media: IMediaSession,
         on_finished: Callable[[BridgedCall], None],
+        reservation: Reservation | None = None,
     ) -> None:
         self._reactor = reactor
         self._global_config = global_config
@@ -83,6 +90,7 @@ class BridgedCall:
         self._endpoints = endpoints
         self.media = media
         self._on_finished = on_finished
+        self.reservation = reservation
         self.call_id: str | None = None
         self.phase = CallPhase.ACCEPTING
         self.ua_a = GatewayUA(global_config, self._from_livevox, call_id="-")
@@ -91,7 +99,8 @@ class BridgedCall:
         self._try_event: Any = None
         self._remaining: list[ResolvedEndpoint] = []
         self._timers: dict[str, IDelayedCall] = {}
-        self._end_told = False
+        self._accepting = True  # the record is being written
+        self._early_end: CallEvent | None = None  # what ended it meanwhile
         self._livevox_down = False
         self._vendor_down = True
         self.sip_code: int | None = None
@@ -109,10 +118,7 @@ class BridgedCall:
             return
         if isinstance(event, CCEventDisconnect | CCEventFail):
             self._livevox_down = True
-            if self.phase in (CallPhase.ACCEPTING, CallPhase.DIALLING, CallPhase.CONNECTED):
-                self._end("caller_hangup", livevox_leg_up=False)
-            self._send_to_vendor(CCEventDisconnect(rtime=event.rtime))
-            self._maybe_finished()
+            self._report(CallEvent(EventKind.LIVEVOX_HANGUP))
             return
         if self.ua_o is not None and self.phase in (CallPhase.DIALLING, CallPhase.CONNECTED):
             self.ua_o.recvEvent(event)
@@ -128,11 +134,18 @@ class BridgedCall:
     def _accepted(self, record: Any) -> None:
         self.call_id = record.call_id
         self.ua_a.call_id = record.call_id
-        if self._livevox_down:  # CANCEL came while the record was being written
+        self._accepting = False
+        if self._early_end is not None:
+            # Ended while the record was being written (a CANCEL, the drain):
+            # now that the store knows the call, it hears the end.
+            self._report(self._early_end)
             return
         self.phase = CallPhase.DIALLING
         self._timers["max_duration"] = self._reactor.callLater(
-            self._vendor.max_call_duration, self._timed_out, 408, "maximum call duration reached"
+            self._vendor.max_call_duration,
+            self._timed_out,
+            EventKind.DURATION_TIMEOUT,
+            "maximum call duration reached",
         )
         d = self._endpoints()
         d.addCallback(self._dial_first)
@@ -144,9 +157,8 @@ class BridgedCall:
             agent=self.facts.agent,
             error=failure.getErrorMessage(),
         )
-        self._fail_livevox(503, "Service Unavailable")
-        self.phase = CallPhase.ENDED
-        self._maybe_finished()
+        self._accepting = False
+        self._report(CallEvent(EventKind.STORE_FAILED))
 
     def _no_endpoint(self, failure: Any) -> None:
         log.error(
@@ -154,7 +166,7 @@ class BridgedCall:
             call_id=self.call_id,
             error=failure.getErrorMessage(),
         )
-        self._setup_failed(503, "Service Unavailable")
+        self._report(CallEvent(EventKind.SETUP_FAILED, code=503, text="no vendor endpoint"))
 
     # -- the vendor leg -------------------------------------------------------
 
@@ -167,7 +179,7 @@ class BridgedCall:
         if self._livevox_down or self.phase is not CallPhase.DIALLING:
             return
         if not self._remaining:
-            self._setup_failed(503, "Service Unavailable")
+            self._report(CallEvent(EventKind.SETUP_FAILED, code=503, text="Service Unavailable"))
             return
         endpoint = self._remaining.pop(0)
         assert self.call_id is not None
@@ -211,7 +223,11 @@ class BridgedCall:
         )
         self._arm("no_progress", self._vendor.no_progress_time, self._no_progress)
         self._arm(
-            "no_answer", self._vendor.no_answer_time, self._timed_out, 408, "vendor did not answer"
+            "no_answer",
+            self._vendor.no_answer_time,
+            self._timed_out,
+            EventKind.SETUP_TIMEOUT,
+            "vendor did not answer",
         )
         log.info(
             "call {call_id}: placing the vendor leg to {uri} ({address}:{port})",
@@ -283,53 +299,25 @@ class BridgedCall:
             )
             self._dial_next()
             return
-        if self.phase is CallPhase.DIALLING:
-            self._setup_failed(code if code >= 400 else 503, phrase)
+        self._report(CallEvent(EventKind.SETUP_FAILED, code=code, text=phrase))
 
     def _vendor_hung_up(self, event: Any) -> None:
-        """The vendor sent BYE (or its leg dropped): read its disposition and end the call."""
+        """The vendor sent BYE (or its leg dropped): report it with the disposition it carried."""
         self._vendor_down = True
         headers = self.ua_o.bye_headers if self.ua_o is not None else None
         disposition = disposition_from_headers(headers) if headers else None
-        if self.phase is CallPhase.TRANSFERRING:
-            self._maybe_finished()
-            return
-        # A transfer may have been asked on the BYE or posted beforehand on the vendor API.
-        transfer = self.call_id is not None and self._calls.asks_for_transfer(
-            self.call_id, disposition
-        )
-        if transfer and not self._livevox_down:
-            self.phase = CallPhase.TRANSFERRING
-            self._end("vendor_hangup", disposition, livevox_leg_up=True)
-            return
-        self._end("vendor_hangup", disposition, livevox_leg_up=False)
-        self._hang_up_livevox_now(200, "Call completed")
+        self._report(CallEvent(EventKind.VENDOR_HANGUP, disposition))
 
     def _vendor_referred(self, headers: list[tuple[str, str]]) -> None:
         """The vendor sent REFER: a transfer to a human. The customer stays on the line."""
-        if self.phase is not CallPhase.CONNECTED or self.call_id is None:
-            return
-        self.phase = CallPhase.TRANSFERRING
-        self._end_told = True
-        disposition = disposition_from_headers(headers)
         log.info("call {call_id}: the vendor asked for a transfer (REFER)", call_id=self.call_id)
-        d = self._calls.refer(self.call_id, disposition)
-        d.addErrback(
-            lambda f: log.failure(
-                "call {call_id}: recording the transfer failed", f, call_id=self.call_id
-            )
-        )
+        self._report(CallEvent(EventKind.VENDOR_REFER, disposition_from_headers(headers)))
 
     # -- ending -----------------------------------------------------------
 
-    def _timed_out(self, code: int, text: str) -> None:
+    def _timed_out(self, kind: EventKind, text: str) -> None:
         log.warn("call {call_id}: {text}: ending it", call_id=self.call_id, text=text)
-        if self.phase is CallPhase.DIALLING:
-            self._setup_failed(code, text, end_reason="timeout")
-            return
-        self._end("timeout", livevox_leg_up=False)
-        self._send_to_vendor(self._bye(code, text))
-        self._hang_up_livevox_now(code, text)
+        self._report(CallEvent(kind, text=text))
 
     def check_media(self) -> bool:
         """End the call if a side has sent no RTP past its media timeout; return whether it did."""
@@ -340,9 +328,7 @@ class BridgedCall:
             return False
         text = f"no RTP from the {side} side"
         log.warn("call {call_id}: {text}: ending it", call_id=self.call_id, text=text)
-        self._end("timeout", livevox_leg_up=False)
-        self._send_to_vendor(self._bye(408, text))
-        self._hang_up_livevox_now(408, text)
+        self._report(CallEvent(EventKind.MEDIA_SILENCE, text=text))
         return True
 
     def _no_progress(self) -> None:
@@ -361,12 +347,55 @@ class BridgedCall:
         if self._remaining:
             self._dial_next()
         else:
-            self._setup_failed(408, "vendor did not progress", end_reason="timeout")
+            self._report(
+                CallEvent(EventKind.SETUP_TIMEOUT, code=408, text="vendor did not progress")
+            )
 
-    def _setup_failed(self, code: int, phrase: str, end_reason: str = "setup_failed") -> None:
-        self._end(end_reason, livevox_leg_up=False)
-        self._send_to_vendor(CCEventDisconnect())
-        self._fail_livevox(code, phrase)
+    def end_now(self, text: str) -> bool:
+        """The drain's time is up: hand the call to a person; return whether this ended it."""
+        return self._report(CallEvent(EventKind.DRAIN_TIMEOUT, text=text)).ends_call
+
+    def hang_up_livevox(self, text: str) -> None:
+        """End both legs now: the store has closed a transferred call with LiveVox."""
+        self._send_to_vendor(self._bye(200, text))
+        self._hang_up_livevox_now(200, text)
+
+    def _report(self, event: CallEvent) -> Outcome:
+        """Tell the call store what happened and carry out its decision."""
+        ending = self._calls.end(self.call_id, event)
+        ending.recorded.addErrback(
+            lambda f: log.failure(
+                "call {call_id}: recording its {event} failed",
+                f,
+                call_id=self.call_id,
+                event=event.kind.value,
+            )
+        )
+        outcome = ending.outcome
+        if outcome.ends_call and self.call_id is None:
+            self._early_end = event
+        if outcome.ends_call:
+            for name in list(self._timers):
+                self._cancel(name)
+            if outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER:
+                self.phase = CallPhase.TRANSFERRING
+            else:
+                self.phase = CallPhase.ENDED
+            log.info(
+                "call {call_id}: ended ({reason}{transfer})",
+                call_id=self.call_id,
+                reason=outcome.end_reason,
+                transfer=", transfer pending" if self.phase is CallPhase.TRANSFERRING else "",
+            )
+        if outcome.vendor_leg is LegAction.END:
+            self._send_to_vendor(self._bye(outcome.cause, outcome.text))
+        if outcome.livevox_leg is LegAction.END:
+            if self.connected_at is None:
+                self._fail_livevox(outcome.cause, outcome.text)
+            else:
+                self._hang_up_livevox_now(outcome.cause, outcome.text)
+        self._maybe_finished()
+        return outcome
 
     def _fail_livevox(self, code: int, phrase: str) -> None:
         self.sip_code = code
@@ -391,56 +420,20 @@ class BridgedCall:
             self.ua_a.recvEvent(self._bye(cause, text))
         self._maybe_finished()
 
-    def hang_up_livevox(self, text: str) -> None:
-        """End both legs now: the store has closed a transferred call with LiveVox."""
-        self._send_to_vendor(self._bye(200, text))
-        self._hang_up_livevox_now(200, text)
-
-    def end_now(self, cause: int, text: str) -> None:
-        """End the call from the gateway's side (drain, operator), with a ``Reason``."""
-        if self.phase is CallPhase.DIALLING:
-            self._setup_failed(503, text, end_reason="gateway_failure")
-            return
-        self._end("gateway_failure", livevox_leg_up=False)
-        self._send_to_vendor(self._bye(cause, text))
-        self._hang_up_livevox_now(cause, text)
-
-    def _end(self, reason_name: str, disposition: Any = None, livevox_leg_up: bool = False) -> None:
-        """Tell the store how the call ended, once."""
-        for name in list(self._timers):
-            self._cancel(name)
-        if self.phase is not CallPhase.TRANSFERRING:
-            self.phase = CallPhase.ENDED
-        if self._end_told or self.call_id is None:
-            return
-        self._end_told = True
-        log.info(
-            "call {call_id}: ended ({reason}{transfer})",
-            call_id=self.call_id,
-            reason=reason_name,
-            transfer=", transfer pending" if livevox_leg_up else "",
-        )
-        d = self._calls.ended(self.call_id, reason_name, disposition, "bye", livevox_leg_up)
-        d.addErrback(
-            lambda f: log.failure(
-                "call {call_id}: recording the end failed", f, call_id=self.call_id
-            )
-        )
-
     def _maybe_finished(self) -> None:
+        """Once both legs are down, the end decided and the record settled: release everything."""
         if (
             self._livevox_down
             and (self._vendor_down or self.ua_o is None)
-            and self.phase
-            in (
-                CallPhase.ENDED,
-                CallPhase.TRANSFERRING,
-            )
+            and self.phase in (CallPhase.ENDED, CallPhase.TRANSFERRING)
+            and not self._accepting
         ):
             self.phase = CallPhase.ENDED
             for name in list(self._timers):
                 self._cancel(name)
             self.media.release()
+            if self.reservation is not None:
+                self.reservation.release()
             callback, self._on_finished = self._on_finished, lambda call: None
             callback(self)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -79,7 +79,6 @@ class CallRouter:
         #: New INVITEs and OPTIONS get 503 once this is set (the drain).
         self.draining = False
         self.live: set[BridgedCall] = set()
-        self._busy: dict[str, BridgedCall] = {}
         self._idle_waiters: list[Deferred[None]] = []
 
     def handle_request(self, req: Any, sip_t: Any) -> Any:
@@ -119,16 +118,15 @@ class CallRouter:
                 req, code, phrase, admission.detail or admission.refusal.value, number
             )
         agent = admission.user_name or ""
-        if agent in self._busy:
-            return self._refuse(
-                req, 486, "Busy Here", "agent already has a call being set up", number
-            )
+        reservation = admission.reservation
         headers = request_headers(req)
         try:
             media = self._media.new_session(
                 str(req.getHFBody("call-id")), self._endpoints.networks()
             )
         except MediaUnavailableError as e:
+            if reservation is not None:
+                reservation.release()
             return self._refuse(req, 503, "Service Unavailable", f"no media: {e}", number)
         from_url = req.getHFBody("from").getUrl()
         facts = InviteFacts.from_headers(
@@ -149,17 +147,15 @@ class CallRouter:
             self._endpoints.in_order,
             media,
             self._finished,
+            reservation,
         )
         self.live.add(call)
-        self._busy[agent] = call
         self._metrics.active(len(self.live))
         log.info("INVITE to {number} accepted for agent {agent}", number=number, agent=agent)
         return call.ua_a.recvRequest(req, sip_t)
 
     def _finished(self, call: BridgedCall) -> None:
         self.live.discard(call)
-        if self._busy.get(call.facts.agent) is call:
-            del self._busy[call.facts.agent]
         self._metrics.active(len(self.live))
         self._metrics.call_finished(call, self._reactor.seconds())
         if not self.live:
@@ -191,10 +187,11 @@ class CallRouter:
         return succeed(None)
 
     def when_idle(self) -> Deferred[None]:
-        """Fire once no call is live; cancelling it ends every live call with BYE and a Reason."""
+        """Fire once no call is live; cancelling it stops the wait and nothing else."""
 
         def cancel(d: Deferred[None]) -> None:
-            self.end_all(503, "gateway shutting down")
+            if d in self._idle_waiters:
+                self._idle_waiters.remove(d)
 
         d: Deferred[None] = Deferred(cancel)
         if not self.live:
@@ -203,7 +200,34 @@ class CallRouter:
             self._idle_waiters.append(d)
         return d
 
-    def end_all(self, cause: int, text: str) -> None:
-        """End every live call now, with a ``Reason``."""
-        for call in list(self.live):
-            call.end_now(cause, text)
+    def finish_calls(self, timeout: float) -> Deferred[int]:
+        """Let the live calls finish for up to ``timeout`` seconds, then hand the rest to people.
+
+        The drain's step: a call still up when the time is up ends as a
+        transfer (its outcome says how), and the count of calls cut is logged
+        at warn and returned.
+        """
+        return Deferred.fromCoroutine(self._finish_calls(timeout))
+
+    async def _finish_calls(self, timeout: float) -> int:
+        idle = self.when_idle()
+        timer = self._reactor.callLater(timeout, idle.cancel)
+        try:
+            await idle
+        except CancelledError:
+            pass
+        else:
+            timer.cancel()
+            return 0
+        cut = self.end_all("gateway shutting down")
+        log.warn(
+            "drain: {count} calls still up after call_drain_timeout ({timeout:g}s):"
+            " cut and handed to a person as transfers",
+            count=cut,
+            timeout=timeout,
+        )
+        return cut
+
+    def end_all(self, text: str) -> int:
+        """Hand every live call to a person now (the drain's outcome); return how many that ended."""
+        return sum(1 for call in list(self.live) if call.end_now(text))

@@ -87,8 +87,8 @@ class SipService(Service):
         drain.register(
             "let calls finish",
             DrainPhase.FINISH_CALLS,
-            self.router.when_idle,
-            config.gateway.call_drain_timeout,
+            lambda: self.router.finish_calls(config.gateway.call_drain_timeout),
+            config.gateway.call_drain_timeout + 1.0,
         )
         drain.register("stop SIP", DrainPhase.STOP_SIP, self._stop_sip, 5.0)
         readiness.add_check("sip", self._not_listening)

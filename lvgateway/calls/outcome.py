@@ -1,0 +1,288 @@
+"""How a call ends: one pure decision from the call's record and what just happened.
+
+Every way a call can end goes through :func:`decide`: the LiveVox leg hanging
+up, the vendor hanging up or asking for a transfer, a setup failure, a timer,
+media silence, the drain running out, crash recovery. It answers, once,
+
+- whether the event ends the call (a second event for an ended call changes
+  nothing of the outcome, though a leg still up may still need ending);
+- the end reason, and whether the call is done or goes to a human;
+- the term code to request;
+- what becomes of each leg: ended now (a final response before the answer,
+  BYE after), kept up until the transfer's posts are made, or left alone;
+- the SIP code and text for that final response or the BYE's ``Reason``.
+
+The SIP part reports events and carries out what it is told; the call store
+records the outcome and wraps the call up. Whether the agent goes NOT READY
+afterwards is the agent pool's to decide, from the facts in
+:class:`~lvgateway.agents.interfaces.CallClose`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from lvgateway.agents.interfaces import CallClose
+from lvgateway.calls.records import CallRecord, CallState, Disposition, StepState
+from lvgateway.config.model import WrapupConfig
+
+__all__ = [
+    "CallEvent",
+    "Ending",
+    "EventKind",
+    "LegAction",
+    "Outcome",
+    "Phase",
+    "call_close",
+    "decide",
+    "phase_of",
+    "requested_term_code",
+]
+
+
+class EventKind(enum.Enum):
+    """What happened to a call."""
+
+    LIVEVOX_HANGUP = "livevox_hangup"  # BYE or CANCEL from LiveVox
+    VENDOR_HANGUP = "vendor_hangup"  # BYE from the vendor, perhaps with a disposition
+    VENDOR_REFER = "vendor_refer"  # REFER from the vendor: a transfer to a human
+    VENDOR_DISPOSITION = "vendor_disposition"  # JSON on the vendor API during the call
+    SETUP_FAILED = "setup_failed"  # the vendor leg failed, or no endpoint answered
+    SETUP_TIMEOUT = "setup_timeout"  # no progress or no answer from the vendor in time
+    DURATION_TIMEOUT = "duration_timeout"  # the maximum call length
+    MEDIA_SILENCE = "media_silence"  # a side sent no RTP past its media timeout
+    DRAIN_TIMEOUT = "drain_timeout"  # the drain's call_drain_timeout ran out
+    STORE_FAILED = "store_failed"  # the call record could not be written
+    CRASH_RECOVERY = "crash_recovery"  # found live at start-up: the last process died
+
+
+class Phase(enum.Enum):
+    """Where a call stands, as the decision sees it."""
+
+    ACCEPTING = "accepting"  # no record yet: it is being written
+    DIALLING = "dialling"  # recorded; the vendor has not answered
+    CONNECTED = "connected"
+    TRANSFERRING = "transferring"  # ended as a transfer; the LiveVox leg waits for the posts
+    ENDED = "ended"
+
+
+class LegAction(enum.Enum):
+    """What to do with one leg."""
+
+    NONE = "none"  # leave it: it is down already, or stays as it is
+    END = "end"  # end it now: a final response if unanswered, else BYE
+    HOLD_FOR_TRANSFER = "hold"  # keep it up; the wrap-up ends it after the transfer's posts
+
+
+@attrs.frozen
+class CallEvent:
+    """One event of a call.
+
+    :param kind: what happened.
+    :param disposition: what the vendor said with it (its BYE's or REFER's
+        headers, or the API's JSON), if anything.
+    :param code: the SIP status that came with it (a vendor's failure), if any.
+    :param text: a short reason for the log and the ``Reason`` header.
+    """
+
+    kind: EventKind
+    disposition: Disposition | None = None
+    code: int | None = None
+    text: str | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """What an event means for the call.
+
+    :param ends_call: whether this event ends the call (decided once).
+    :param end_reason: one of ``END_REASONS``, when it ends the call.
+    :param transfer: the call goes to a human (next action ``transfer``).
+    :param term_code: the term code name to request, when a record is wrapped up.
+    :param disposition: the vendor's disposition with the event's laid over it.
+    :param livevox_leg: what to do with the LiveVox leg.
+    :param vendor_leg: what to do with the vendor leg.
+    :param cause: the SIP status of a final response, or the ``Reason`` cause of a BYE.
+    :param text: the text that goes with it.
+    """
+
+    ends_call: bool
+    end_reason: str | None = None
+    transfer: bool = False
+    term_code: str | None = None
+    disposition: Disposition | None = None
+    livevox_leg: LegAction = LegAction.NONE
+    vendor_leg: LegAction = LegAction.NONE
+    cause: int = 200
+    text: str = ""
+
+    @property
+    def posts(self) -> bool:
+        """Whether the call store wraps this call up with LiveVox now."""
+        return self.ends_call and self.term_code is not None
+
+
+@attrs.frozen
+class Ending:
+    """The call store's answer to an event: the decision, and its durable record.
+
+    :param outcome: what to do now (the SIP part carries it out at once).
+    :param recorded: fires with the call's record once its end is
+        committed (at once when the event changed nothing); errbacks when it
+        cannot be written.
+    """
+
+    outcome: Outcome
+    recorded: Deferred[CallRecord | None]
+
+
+def phase_of(record: CallRecord | None) -> Phase:
+    """Return where a call stands from its record (``None``: not written yet)."""
+    if record is None:
+        return Phase.ACCEPTING
+    if record.state is CallState.ACCEPTED:
+        return Phase.DIALLING
+    if record.state is CallState.CONNECTED:
+        return Phase.CONNECTED
+    if record.state is CallState.WRAPUP and record.hangup is StepState.PENDING:
+        return Phase.TRANSFERRING
+    return Phase.ENDED
+
+
+def requested_term_code(
+    disposition: Disposition | None, transfer: bool, end_reason: str, config: WrapupConfig
+) -> str:
+    """Return the term code a call asks for: the vendor's, else the transfer one, else the end reason's default."""
+    if disposition is not None and disposition.term_code:
+        return disposition.term_code
+    if transfer or (disposition is not None and disposition.is_transfer):
+        return config.transfer_term_code
+    return config.defaults.get(end_reason, config.fallback_term_code)
+
+
+def call_close(record: CallRecord) -> CallClose:
+    """Return the facts of an ended call that the agent pool weighs for ``moveAgentToNotReady``."""
+    return CallClose(
+        end_reason=record.end_reason or "gateway_failure",
+        transfer=record.transfer,
+        steps_failed=bool(record.failed_steps()),
+    )
+
+
+#: Each event that ends a call: its end reason, and the SIP code and text
+#: used when the gateway ends a leg for it.
+_ENDINGS: dict[EventKind, tuple[str, int, str]] = {
+    EventKind.LIVEVOX_HANGUP: ("caller_hangup", 200, "caller hung up"),
+    EventKind.VENDOR_HANGUP: ("vendor_hangup", 200, "Call completed"),
+    EventKind.VENDOR_REFER: ("vendor_hangup", 200, "transfer"),
+    EventKind.SETUP_FAILED: ("setup_failed", 503, "Service Unavailable"),
+    EventKind.SETUP_TIMEOUT: ("timeout", 408, "vendor did not answer"),
+    EventKind.DURATION_TIMEOUT: ("timeout", 408, "maximum call duration reached"),
+    EventKind.MEDIA_SILENCE: ("timeout", 408, "no RTP"),
+    EventKind.DRAIN_TIMEOUT: ("gateway_failure", 503, "gateway shutting down"),
+    EventKind.STORE_FAILED: ("setup_failed", 503, "Service Unavailable"),
+    EventKind.CRASH_RECOVERY: ("gateway_failure", 500, "gateway restarted"),
+}
+
+#: The events that end a call while it is being set up (before the vendor answers).
+_ENDS_WHILE_DIALLING = frozenset(_ENDINGS) - {EventKind.VENDOR_REFER}
+#: The events that end a connected call.
+_ENDS_WHILE_CONNECTED = frozenset(_ENDINGS) - {
+    EventKind.SETUP_FAILED,  # a rejected re-INVITE, not the end of the call
+    EventKind.SETUP_TIMEOUT,  # a setup timer that outlived the setup
+    EventKind.STORE_FAILED,
+}
+
+
+def decide(record: CallRecord | None, event: CallEvent, config: WrapupConfig) -> Outcome:
+    """Decide what ``event`` means for the call whose record is ``record``.
+
+    :param record: the call's record as it stands, or ``None`` while it is
+        being written (then nothing is posted: the call store does not know it).
+    :param event: what happened.
+    :param config: the term codes to request.
+    """
+    phase = phase_of(record)
+    kind = event.kind
+    reason, cause, text = _ENDINGS.get(kind, ("", 200, ""))
+    cause = event.code or cause
+    text = event.text or text
+    if phase in (Phase.ACCEPTING, Phase.DIALLING) and cause < 400:
+        # Before the answer a leg can only be refused, and never redirected
+        # around the gateway.
+        cause, text = 503, "Service Unavailable"
+    from_livevox = kind is EventKind.LIVEVOX_HANGUP
+    from_vendor = kind in (EventKind.VENDOR_HANGUP, EventKind.SETUP_FAILED)
+
+    if phase in (Phase.TRANSFERRING, Phase.ENDED):
+        # Decided already. During a transfer the LiveVox leg waits for the
+        # posts; whatever else is still up goes.
+        if kind not in _ENDINGS or kind in (EventKind.CRASH_RECOVERY, EventKind.STORE_FAILED):
+            return Outcome(ends_call=False)
+        return Outcome(
+            ends_call=False,
+            vendor_leg=LegAction.NONE if from_vendor else LegAction.END,
+            livevox_leg=LegAction.NONE
+            if from_livevox or phase is Phase.TRANSFERRING
+            else LegAction.END,
+            cause=cause,
+            text=text,
+        )
+    if phase is Phase.ACCEPTING:
+        if kind not in _ENDINGS or kind is EventKind.VENDOR_REFER:
+            return Outcome(ends_call=False)
+        return Outcome(
+            ends_call=True,
+            end_reason=reason,
+            livevox_leg=LegAction.NONE if from_livevox else LegAction.END,
+            cause=cause,
+            text=text,
+        )
+    assert record is not None
+    ends = _ENDS_WHILE_DIALLING if phase is Phase.DIALLING else _ENDS_WHILE_CONNECTED
+    if kind not in ends:
+        return Outcome(ends_call=False)
+    disposition = record.said(event.disposition)
+    if kind is EventKind.VENDOR_REFER:
+        disposition = attrs.evolve(disposition or Disposition(), next_action="transfer")
+    elif kind is EventKind.DRAIN_TIMEOUT and not (disposition and disposition.is_transfer):
+        # The bot was cut off mid-call: whatever it had said, a person takes over.
+        disposition = attrs.evolve(
+            disposition or Disposition(), next_action="transfer", term_code=None
+        )
+    transfer = disposition is not None and disposition.is_transfer
+    # A transfer needs the customer's leg up: an answered call handed to a
+    # person keeps it until the posts are made (the vendor's own hang-up
+    # included); one the customer left, or never answered, cannot.
+    holds = (
+        phase is Phase.CONNECTED
+        and transfer
+        and kind in (EventKind.VENDOR_REFER, EventKind.DRAIN_TIMEOUT, EventKind.VENDOR_HANGUP)
+    )
+    if kind is EventKind.CRASH_RECOVERY:
+        livevox_leg = vendor_leg = LegAction.NONE  # they died with the last process
+    else:
+        livevox_leg = (
+            LegAction.HOLD_FOR_TRANSFER
+            if holds
+            else LegAction.NONE
+            if from_livevox
+            else LegAction.END
+        )
+        vendor_leg = (
+            LegAction.NONE if from_vendor or kind is EventKind.VENDOR_REFER else LegAction.END
+        )
+    return Outcome(
+        ends_call=True,
+        end_reason=reason,
+        transfer=transfer,
+        term_code=requested_term_code(disposition, transfer, reason, config),
+        disposition=disposition,
+        livevox_leg=livevox_leg,
+        vendor_leg=vendor_leg,
+        cause=cause,
+        text=text,
+    )
