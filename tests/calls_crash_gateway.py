@@ -9,7 +9,10 @@ directory::
 ``crash``: bring the agents in (login, join, READY), have the simulator put a
 call through to each (``POST /_sandbox/calls``, the stand-in SIP source
 accepts it as an INVITE without a transaction id), then hang up the last
-``--ending`` of them so their wrap-ups run; then wait to be killed.
+``--ending`` of them so their wrap-ups run; then wait to be killed. With
+``--contact``, each ending call is first given a disposition (as the vendor
+API would) that names the simulator's contact and changes it, so its
+wrap-up has a contact step between the AIA and the term code.
 
 ``recover``: start on the same state directory, recover, wait until every
 wrap-up is done, stop cleanly, exit 0.
@@ -32,6 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from lvgateway.calls.blocking import ThreadPoolRunner
+from lvgateway.calls.records import Disposition
 from lvgateway.calls.store import CallStore
 from lvgateway.calls.testing import SandboxAdmin, agent_configs, simulator_rig
 from lvgateway.livevox.testing import livevox_config
@@ -42,12 +46,18 @@ from lvgateway.sandbox.testing import (
     AIA_PATH,
     AIA_TOKEN,
     CLIENT_NAME,
+    CONTACT_ACCOUNT,
     SERVICE_ID,
     TOKEN,
 )
 
 #: The crash phase exits by itself after this long if nobody kills it.
 SAFETY_EXIT = 120.0
+
+
+def contact_disposition(n: int) -> Disposition:
+    """The disposition of the ``n``-th ending call: the simulator's contact, its first name changed."""
+    return Disposition(account=CONTACT_ACCOUNT, contact={"person": {"firstName": f"Caller{n}"}})
 
 
 def say(line: str) -> None:
@@ -92,7 +102,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             records.append(record)
             say(f"ACCEPTED {record.call_id} {record.call_session_id}")
         say("PLACED")
-        for record in records[len(records) - args.ending :]:
+        for n, record in enumerate(records[len(records) - args.ending :], 1):
+            if args.contact:
+                await calls.set_disposition(record.call_id, contact_disposition(n))
             await source.caller_hangs_up(record.call_id)
         say("ENDED")
         await task.deferLater(reactor, SAFETY_EXIT, lambda: None)
@@ -110,6 +122,7 @@ def run() -> None:
     parser.add_argument("--phase", choices=("crash", "recover"), required=True)
     parser.add_argument("--agents", type=int, default=6)
     parser.add_argument("--ending", type=int, default=3)
+    parser.add_argument("--contact", action="store_true", help="ending calls change a contact")
     args = parser.parse_args()
     task.react(lambda reactor: Deferred.fromCoroutine(main(reactor, args)))
 

@@ -46,6 +46,16 @@ def test_shipped_sandbox_toml_loads() -> None:
     assert config.tokens and config.contacts
     assert config.aia is not None and config.aia.path == "/aia/v1/result"
     assert config.listen.startswith("tcp:7480:")
+    assert config.status_shows_last_call is False
+
+
+def test_status_shows_last_call_from_toml() -> None:
+    """livevox.status_shows_last_call is read from the [livevox] table, and is false unless set."""
+    text = SANDBOX_TOML.read_text(encoding="utf-8")
+    assert "\n[livevox]\n" in text
+    on = text.replace("\n[livevox]\n", "\n[livevox]\nstatus_shows_last_call = true\n", 1)
+    assert parse_sandbox_config(on, "sandbox.toml", environ={}).status_shows_last_call is True
+    assert parse_sandbox_config(text, "sandbox.toml", environ={}).status_shows_last_call is False
 
 
 def test_token_from_environment() -> None:
@@ -95,6 +105,11 @@ def test_wrong_types_and_values_are_named() -> None:
     data = sandbox_config_dict()
     data["livevox"]["agent_contact_access"] = 1
     assert "livevox.agent_contact_access: expected true or false" in _error(data)
+    data = sandbox_config_dict()
+    data["livevox"]["status_shows_last_call"] = "yes"
+    assert _error(data) == (
+        "sandbox.toml: livevox.status_shows_last_call: expected true or false, found str 'yes'"
+    )
 
 
 def test_malformed_toml_names_the_file(tmp_path: Path) -> None:

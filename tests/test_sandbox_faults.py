@@ -75,21 +75,42 @@ def test_fail_next_n(sim: SimDriver) -> None:
     assert len(sim.simulator.journal.find("agent.ready", fault="fail_next")) == 2
 
 
-def test_failure_after_apply_then_resend_is_a_repeat(sim: SimDriver) -> None:
-    """An error injected after applying a term code leaves it applied; the re-send is a repeat."""
+def test_failure_after_apply_then_resend_is_a_contract_error(sim: SimDriver) -> None:
+    """An error injected after applying a term code leaves it applied; a re-send is a refused repeat."""
     session = sim.ready_agent("AIVA1")
     call = sim.simulator.start_call("AIVA1")
     sim.simulator.fail_next("agent.saveTermCode", 1, 500, when="after")
     lost = sim.term_code(session, call.call_transaction_id, call.call_session_id)
     assert lost.status == 500
     assert sim.simulator.agent("AIVA1").state is LineState.READY
+    assert sim.simulator.contract_errors == 0
+    resend = sim.term_code(session, call.call_transaction_id, call.call_session_id)
+    assert resend.status == 400
+    assert resend.json()["message"].startswith(f"Call {call.call_transaction_id} already has")
+    entries = sim.simulator.journal.find("agent.saveTermCode")
+    assert [(e.status, e.repeat, e.fault, e.contract_error) for e in entries] == [
+        (500, False, "fail_next", None),
+        (400, True, None, "repeated term code"),
+    ]
+    assert sim.simulator.contract_errors == 1
+
+
+def test_failure_before_apply_then_resend_is_applied(sim: SimDriver) -> None:
+    """An error injected before applying a term code leaves the call open; the re-send applies it."""
+    session = sim.ready_agent("AIVA1")
+    call = sim.simulator.start_call("AIVA1")
+    sim.simulator.fail_next("agent.saveTermCode", 1, 503)
+    refused = sim.term_code(session, call.call_transaction_id, call.call_session_id)
+    assert refused.status == 503
+    assert sim.simulator.agent("AIVA1").state is LineState.INCALL
     resend = sim.term_code(session, call.call_transaction_id, call.call_session_id)
     assert resend.status == 204
     entries = sim.simulator.journal.find("agent.saveTermCode")
     assert [(e.status, e.repeat, e.fault) for e in entries] == [
-        (500, False, "fail_next"),
-        (204, True, None),
+        (503, None, "fail_next"),
+        (204, False, None),
     ]
+    assert sim.simulator.contract_errors == 0
 
 
 def test_forced_expiry_of_one_user_or_all(sim: SimDriver) -> None:

@@ -208,6 +208,51 @@ async def test_full_flow_login_join_ready_call_term_code(running: RunningSimulat
 
 
 @pytest_twisted.ensureDeferred
+async def test_repeated_term_code_over_http_is_a_counted_contract_error(
+    running: RunningSimulator,
+) -> None:
+    """A second term code for a closed call answers 400 JSON; /_sandbox/stats and the journal show the breach."""
+    status, body, _ = await call(running, "GET", "/_sandbox/stats")
+    assert (status, json.loads(body)) == (200, {"contractErrors": 0})
+    status, body, _ = await call(running, "POST", "/session/login", token=TOKEN, json_body=LOGIN)
+    session = json.loads(body)["sessionId"]
+    for path, params in (
+        ("/callControl/agent/service/join", {"serviceId": SERVICE_ID}),
+        ("/callControl/agent/status/ready", None),
+    ):
+        status, _, _ = await call(running, "POST", path, session=session, params=params)
+        assert status == 204
+    status, body, _ = await call(running, "POST", "/_sandbox/calls", json_body={"agent": "AIVA1"})
+    started = json.loads(body)["call"]
+    term = {
+        "callTransactionId": started["callTransactionId"],
+        "callSessionId": started["callSessionId"],
+        "termCodeId": DONE_CODE,
+        "phoneDialed": started["phoneNumber"],
+        "moveAgentToNotReady": False,
+    }
+    path = "/callControl/agent/call/termCode"
+    status, _, _ = await call(running, "PUT", path, session=session, json_body=term)
+    assert status == 204
+    status, body, response = await call(running, "PUT", path, session=session, json_body=term)
+    assert status == 400
+    assert response.headers.getRawHeaders("Content-Type")[0].startswith("application/json")
+    assert json.loads(body) == {
+        "code": 400,
+        "message": f"Call {started['callTransactionId']} already has a term code ({DONE_CODE})",
+    }
+
+    status, body, _ = await call(running, "GET", "/_sandbox/stats")
+    assert (status, json.loads(body)) == (200, {"contractErrors": 1})
+    status, body, _ = await call(running, "GET", "/_sandbox/journal")
+    saves = [e for e in json.loads(body)["entries"] if e["route"] == "agent.saveTermCode"]
+    assert [(e["status"], e["repeat"], e["contract_error"]) for e in saves] == [
+        (204, False, None),
+        (400, True, "repeated term code"),
+    ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_versioned_paths(running: RunningSimulator) -> None:
     """/session/v6.0/login and /callControl/v5.0/agent/status work like the unversioned paths."""
     status, body, _ = await call(

@@ -286,6 +286,88 @@ def test_status_shows_the_call_in_documented_shape(sim: SimDriver, clock: Clock)
     assert bad.status == 400
 
 
+def _status_after_calls(sim: SimDriver, session: str) -> dict[str, list[Any]]:
+    """Walk AIVA1 through two calls; return the status line's (state, call ids) at each stage."""
+    seen: dict[str, list[Any]] = {}
+
+    def look(stage: str) -> None:
+        line = sim.status(session)
+        call = line["call"]
+        ids = (call["callTransactionId"], call["callSessionId"]) if call else None
+        seen[stage] = [line["state"], ids]
+
+    look("ready, no call yet")
+    first = _start_call(sim)
+    look("first call up")
+    sim.simulator.end_call("AIVA1")
+    look("first call in wrap-up")
+    assert sim.term_code(session, *first).status == 204
+    look("first call closed, ready")
+    assert sim.request("POST", "/callControl/agent/status/notReady", session=session).status == 204
+    look("first call closed, not ready")
+    assert sim.request("POST", "/callControl/agent/status/ready", session=session).status == 204
+    second = _start_call(sim)
+    look("second call up")
+    assert sim.term_code(session, *second, moveAgentToNotReady=True).status == 204
+    look("second call closed, not ready")
+    seen["ids"] = [first, second]
+    return seen
+
+
+def test_status_drops_a_closed_call_by_default(sim: SimDriver) -> None:
+    """By default a line shows only its call in progress: a closed call is gone from READY and NOTREADY."""
+    session = sim.ready_agent("AIVA1")
+    seen = _status_after_calls(sim, session)
+    first, second = seen.pop("ids")
+    assert seen == {
+        "ready, no call yet": ["READY", None],
+        "first call up": ["INCALL", first],
+        "first call in wrap-up": ["WRAPUP", first],
+        "first call closed, ready": ["READY", None],
+        "first call closed, not ready": ["NOTREADY", None],
+        "second call up": ["INCALL", second],
+        "second call closed, not ready": ["NOTREADY", None],
+    }
+
+
+def test_status_shows_last_call_when_configured(clock: Clock) -> None:
+    """With status_shows_last_call, a READY or NOTREADY line shows its last call once closed."""
+    config = make_sandbox_config(status_shows_last_call=True)
+    assert config.status_shows_last_call is True
+    sim = SimDriver.create(clock, config)
+    session = sim.ready_agent("AIVA1")
+    seen = _status_after_calls(sim, session)
+    first, second = seen.pop("ids")
+    assert seen == {
+        "ready, no call yet": ["READY", None],
+        "first call up": ["INCALL", first],
+        "first call in wrap-up": ["WRAPUP", first],
+        "first call closed, ready": ["READY", first],
+        "first call closed, not ready": ["NOTREADY", first],
+        "second call up": ["INCALL", second],
+        "second call closed, not ready": ["NOTREADY", second],
+    }
+    response = sim.request("POST", "/callControl/agent/status", session=session, json_body={})
+    status = response.json()["agentStatus"]
+    assert status["agentCallConnected"] is False
+    assert status["lines"][0]["callControl"] is False
+    assert status["lines"][0]["call"]["serviceId"] == int(SERVICE_ID)
+
+
+def test_status_shows_no_unclosed_last_call(clock: Clock) -> None:
+    """With status_shows_last_call, a call cut off by a logoff and not yet closed is not shown as closed."""
+    sim = SimDriver.create(clock, make_sandbox_config(status_shows_last_call=True))
+    session = sim.ready_agent("AIVA1")
+    txn, call_session = _start_call(sim)
+    assert sim.simulator.expire_sessions("AIVA1") == 1
+    session = sim.ready_agent("AIVA1")
+    line = sim.status(session)
+    assert (line["state"], line["call"]) == ("READY", None)
+    assert sim.term_code(session, txn, call_session).status == 204
+    line = sim.status(session)
+    assert (line["state"], line["call"]["callTransactionId"]) == ("READY", txn)
+
+
 def test_term_code_catalogue(sim: SimDriver) -> None:
     """termCode lists the service's categories and codes in LVNET's shape."""
     session = sim.login("AIVA1")
@@ -374,31 +456,61 @@ def test_term_code_must_match_the_call(sim: SimDriver) -> None:
     assert sim.status(session)["state"] == "INCALL"
 
 
-def test_repeated_term_code_is_idempotent_and_journaled(sim: SimDriver) -> None:
-    """A term code re-sent for a closed call answers 204 again, changes nothing, and is a repeat."""
+def test_repeated_term_code_is_a_contract_error(sim: SimDriver) -> None:
+    """A term code re-sent for a closed call is refused 400, changes nothing, and counts as a contract error."""
     session = sim.ready_agent("AIVA1")
     txn, call_session = _start_call(sim)
     assert sim.term_code(session, txn, call_session).status == 204
+    assert sim.simulator.contract_errors == 0
     assert sim.request("POST", "/callControl/agent/status/notReady", session=session).status == 204
-    again = sim.term_code(session, int(txn), call_session)  # the id as a number this time
-    assert (again.status, again.body) == (204, b"")
+    # the id as a number this time, and another term code: refused all the same
+    again = sim.term_code(session, int(txn), call_session, TRANSFER_CODE)
+    assert again.status == 400
+    assert again.json() == {
+        "code": 400,
+        "message": f"Call {txn} already has a term code ({DONE_CODE})",
+    }
     assert sim.status(session)["state"] == "NOTREADY"
+    last = sim.simulator.agent("AIVA1").last_call
+    assert last is not None and (last.term_code_id, last.repeats) == (DONE_CODE, 1)
     entries = sim.simulator.journal.find("agent.saveTermCode")
-    assert [(e.status, e.repeat) for e in entries] == [(204, False), (204, True)]
-    assert sim.simulator.agent("AIVA1").last_call.repeats == 1  # type: ignore[union-attr]
+    assert [(e.status, e.repeat, e.contract_error) for e in entries] == [
+        (204, False, None),
+        (400, True, "repeated term code"),
+    ]
+    assert sim.simulator.contract_errors == 1
+    assert sim.simulator.stats() == {"contractErrors": 1}
+    assert entries[-1].to_json()["contract_error"] == "repeated term code"
+
+
+def test_other_refusals_are_not_contract_errors(sim: SimDriver) -> None:
+    """A term code for an unknown call, or with a missing id, is a 400 but no contract error."""
+    session = sim.ready_agent("AIVA1")
+    txn, call_session = _start_call(sim)
+    assert sim.term_code(session, "1", call_session).status == 400
+    assert sim.term_code(session, txn, call_session, termCodeId=None).status == 400
+    assert sim.simulator.contract_errors == 0
+    entries = sim.simulator.journal.find("agent.saveTermCode")
+    assert [(e.status, e.repeat, e.contract_error) for e in entries] == [(400, None, None)] * 2
 
 
 def test_term_code_for_last_call_while_next_call_is_up(sim: SimDriver) -> None:
-    """The last call still matches while the next one is up: a repeat, the new call untouched."""
+    """The last call still matches while the next one is up: a refused repeat, the new call untouched."""
     session = sim.ready_agent("AIVA1")
     first = _start_call(sim)
     sim.term_code(session, *first)
     second = _start_call(sim)
     assert second != first
-    assert sim.term_code(session, *first).status == 204
+    repeat = sim.term_code(session, *first)
+    assert repeat.status == 400
+    assert "already has a term code" in repeat.json()["message"]
     assert sim.status(session)["state"] == "INCALL"
     assert sim.term_code(session, *second).status == 204
-    assert sim.term_code(session, *first).status == 400  # two calls back: no longer known
+    assert sim.simulator.contract_errors == 1
+    unknown = sim.term_code(session, *first)  # two calls back: no longer known
+    assert unknown.status == 400
+    assert "No call" in unknown.json()["message"]
+    assert sim.simulator.contract_errors == 1
 
 
 def test_missing_phone_dialed_is_a_warning(sim: SimDriver) -> None:

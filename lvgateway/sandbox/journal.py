@@ -3,8 +3,8 @@
 Tests, the demo and crash tests read it (from Python or over
 ``GET /_sandbox/journal?since=<seq>``) to check what the gateway really sent:
 which route, as which user, what status it got, whether a term code was a
-re-send of one already applied, and whether the answer reached the client at
-all.
+re-send of one already applied (a breach of the contract, refused), and
+whether the answer reached the client at all.
 """
 
 from __future__ import annotations
@@ -31,11 +31,15 @@ class JournalEntry:
     :param session: a short prefix of the session id used, never the whole id.
     :param status: the HTTP status returned (0 for a dropped connection).
     :param repeat: for term codes, ``True`` when the call had already been
-        closed by an earlier term code (a re-send); ``None`` for other routes.
+        closed by an earlier term code (a re-send, refused with 400 as a
+        contract error); ``False`` when it was applied; ``None`` when it was
+        refused for another reason, and for other routes.
     :param fault: which injected fault produced the answer, if any:
         ``outage``, ``error_rate`` or ``fail_next``.
     :param delivered: ``None`` until known; ``False`` when the client went away
         before a delayed answer was written, ``True`` once it was written.
+    :param contract_error: the breach of the contract with LiveVox this
+        request committed, such as ``repeated term code``; ``None`` if none.
     :param detail: route-specific facts (ids, the term code, an AIA body);
         never a password, a token or a whole session id.
     """
@@ -51,6 +55,7 @@ class JournalEntry:
     repeat: bool | None = None
     fault: str | None = None
     delivered: bool | None = None
+    contract_error: str | None = None
     detail: dict[str, Any] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -35,6 +35,27 @@ class LiveVoxError(Exception):
         return {"code": self.status, "message": self.message}
 
 
+#: The breach a second term code for a call already closed commits.
+REPEATED_TERM_CODE = "repeated term code"
+
+
+class ContractError(LiveVoxError):
+    """A request the gateway's contract with LiveVox forbids, answered as LiveVox's error.
+
+    The simulator answers it like any :class:`LiveVoxError`, and also counts
+    it and names the breach on the request's journal entry, so a test can
+    tell a gateway that broke the contract from one LiveVox merely refused.
+
+    :param status: the HTTP status, also the body's ``code``.
+    :param message: the body's ``message``.
+    :param breach: what was breached, such as :data:`REPEATED_TERM_CODE`.
+    """
+
+    def __init__(self, status: int, message: str, breach: str) -> None:
+        super().__init__(status, message)
+        self.breach = breach
+
+
 class LineState(enum.StrEnum):
     """An agent line's state, as ``lines[].state`` names it [C:LVNET LineState]."""
 
@@ -125,8 +146,9 @@ class Call:
     :param started: clock time it was put through.
     :param ended: clock time the customer leg ended, if it has.
     :param term_code_id: the term code applied, once applied.
-    :param term_coded_at: clock time of the first term code.
-    :param repeats: how many further term codes came for it after the first.
+    :param term_coded_at: clock time of the term code.
+    :param repeats: how many further term codes came for it after the first
+        (each refused as a contract error).
     :param transfer_number: the number of a manual conference, if any.
     """
 
@@ -214,15 +236,13 @@ class AgentLine:
 
 @attrs.frozen
 class TermCodeResult:
-    """What a term code did.
+    """What a term code did: it closed ``call``.
 
     :param call: the call it was for.
-    :param repeat: ``True`` if the call had been closed already (nothing changed).
     :param warnings: what was accepted but looked wrong, such as a missing phoneDialed.
     """
 
     call: Call
-    repeat: bool
     warnings: tuple[str, ...] = ()
 
 
@@ -248,13 +268,38 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
-def agent_status_json(line: AgentLine, calls_in_progress: int) -> dict[str, Any]:
+#: Line states on which a closed last call may still be shown (``status_shows_last_call``).
+FREE_STATES = frozenset({LineState.READY, LineState.NOTREADY})
+
+
+def shown_call(line: AgentLine, show_last_call: bool = False) -> Call | None:
+    """Return the call a line's status shows: its current call, else perhaps its last one.
+
+    :param line: the agent's line.
+    :param show_last_call: show the last call, once closed, while the line
+        is READY or NOTREADY (the reading of LIVEVOX_API.md section 3.4 in
+        which LiveVox keeps a closed call on the line); without it a line
+        shows only a call in progress.
+    """
+    if line.current_call is not None:
+        return line.current_call
+    last = line.last_call
+    if show_last_call and last is not None and last.closed and line.state in FREE_STATES:
+        return last
+    return None
+
+
+def agent_status_json(
+    line: AgentLine, calls_in_progress: int, show_last_call: bool = False
+) -> dict[str, Any]:
     """Return ``POST /callControl/agent/status``'s body, in LVNET's documented shape.
 
     :param line: the agent's line.
     :param calls_in_progress: calls up in the agent's service.
+    :param show_last_call: see :func:`shown_call`.
     """
-    call = line.current_call
+    current = line.current_call
+    shown = shown_call(line, show_last_call)
     line_json = {
         "lineNumber": "ACD",
         "displayName": "ACD",
@@ -264,15 +309,15 @@ def agent_status_json(line: AgentLine, calls_in_progress: int) -> dict[str, Any]
         "callControl": line.state is LineState.INCALL,
         "playingMessage": False,
         "customerDisconnectedBeforeBridge": False,
-        "conferenceInitiated": bool(call and call.transfer_number),
+        "conferenceInitiated": bool(current and current.transfer_number),
         "supervisorCallSuccessBeforeConferenced": False,
         "callConferenced": False,
         "transferToQueue": False,
         "transferToQueueFailed": False,
         "transferCallOnHold": False,
         "callTransferredToAgent": None,
-        "supervisorPhoneNumber": call.transfer_number if call else None,
-        "call": call_json(call) if call else None,
+        "supervisorPhoneNumber": current.transfer_number if current else None,
+        "call": call_json(shown) if shown else None,
     }
     return {
         "agentStatus": {

@@ -17,6 +17,15 @@ exact rules are not public; see docs/livevox-unknowns.md)::
 ``ready`` and ``notReady`` without a joined service are refused with 400, and
 so are they, ``join`` and ``leave`` while the line is INCALL or WRAPUP: a call
 must be given its term code first.
+
+A call takes exactly one term code. A second one for a call already closed
+is a breach of that contract: it is refused with 400 as a
+:class:`ContractError`, which the simulator counts.
+
+Whether LiveVox's agent status still shows a closed call is not documented
+(LIVEVOX_API.md section 3.4): by default a line shows only a call in
+progress; with ``status_shows_last_call`` a READY or NOTREADY line also shows
+its last call once closed.
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from lvgateway.sandbox.livevox_records import (
+    REPEATED_TERM_CODE,
     AgentLine,
     Call,
     ContactLookup,
+    ContractError,
     LineState,
     LiveVoxError,
     Session,
@@ -48,8 +59,10 @@ from lvgateway.sandbox.livevox_records import (
 from lvgateway.sandbox.sandbox_config import SandboxConfig, UserConfig
 
 __all__ = [
+    "REPEATED_TERM_CODE",
     "AgentLine",
     "Call",
+    "ContractError",
     "LineState",
     "LiveVoxError",
     "LiveVoxState",
@@ -385,14 +398,20 @@ class LiveVoxState:
         self._set_state(line, LineState.NOTREADY)
 
     def agent_status(self, session: Session) -> dict[str, Any]:
-        """Return ``POST /callControl/agent/status``'s body, in LVNET's documented shape."""
+        """Return ``POST /callControl/agent/status``'s body, in LVNET's documented shape.
+
+        The line shows its call in progress; with ``status_shows_last_call``
+        configured, a READY or NOTREADY line shows its last call once closed.
+        """
         line = self.line(session)
         in_service = sum(
             1
             for other in self.lines.values()
             if other.service_id == line.service_id and other.state is LineState.INCALL
         )
-        return agent_status_json(line, in_service if line.service_id else 0)
+        return agent_status_json(
+            line, in_service if line.service_id else 0, self.config.status_shows_last_call
+        )
 
     def term_codes(self, session: Session, service_id: str | None) -> dict[str, Any]:
         """Return ``GET /callControl/agent/termCode``'s body for a service.
@@ -415,9 +434,11 @@ class LiveVoxState:
 
         The call must be the agent's current call (INCALL or WRAPUP) or its
         last one, matched on both ``callTransactionId`` and ``callSessionId``.
-        A term code for a call already closed changes nothing and is answered
-        as a success, marked as a repeat.
+        A call takes one term code: a second one, for a call already closed,
+        changes nothing and is refused.
 
+        :raises ContractError: 400 (breach :data:`REPEATED_TERM_CODE`) for a
+            term code for a call already closed; its ``repeats`` goes up.
         :raises LiveVoxError: 400 for a missing id, a call that does not
             match, or a term code not in the call's service's catalogue.
         """
@@ -475,7 +496,7 @@ class LiveVoxState:
         if call.closed:
             call.repeats += 1
             self.log.info(
-                "term code {code} for {call} by {user}: repeat #{n}, call already "
+                "term code {code} for {call} by {user} refused: repeat #{n}, call already "
                 "closed with {first}",
                 code=term_code_id,
                 call=transaction_id,
@@ -483,7 +504,11 @@ class LiveVoxState:
                 n=call.repeats,
                 first=call.term_code_id,
             )
-            return TermCodeResult(call, repeat=True, warnings=tuple(warnings))
+            raise ContractError(
+                400,
+                f"Call {transaction_id} already has a term code ({call.term_code_id})",
+                REPEATED_TERM_CODE,
+            )
 
         now = self.clock.seconds()
         call.term_code_id = term_code_id
@@ -509,7 +534,7 @@ class LiveVoxState:
             user=line.user.name,
             state=line.state.value,
         )
-        return TermCodeResult(call, repeat=False, warnings=tuple(warnings))
+        return TermCodeResult(call, warnings=tuple(warnings))
 
     def end_customer_call(self, session: Session) -> Call | None:
         """Apply ``POST /callControl/agent/customer/call/end``: an INCALL line goes to WRAPUP.

@@ -20,6 +20,7 @@ POST     ``/calls/end``                  ``agent``, ``phoneNumber`` or
                                          ``callTransactionId``; line to WRAPUP
 GET      ``/contacts/{account}``         the stored contact
 GET      ``/aia``                        ``{"posts": [...]}``
+GET      ``/stats``                      the counters: ``{"contractErrors": n}``
 PUT      ``/settings``                   ``{"agentContactAccess": bool}``
 GET      ``/faults``                     the faults in force
 DELETE   ``/faults``                     clear every fault
@@ -183,6 +184,8 @@ def _dispatch(sim: Simulator, request: SimRequest, sip: SandboxSip | None) -> tu
         return 200, {"contact": sim.contacts.read(path[1])}
     if path == ("aia",) and method == "GET":
         return 200, {"posts": sim.aia_posts}
+    if path == ("stats",) and method == "GET":
+        return 200, sim.stats()
     if path == ("settings",) and method == "PUT":
         sim.agent_contact_access = _field(body, "agentContactAccess", (bool,))
         return 200, {"agentContactAccess": sim.agent_contact_access}

@@ -429,6 +429,10 @@ class SandboxConfig:
         as activity.
     :param agent_contact_access: whether an agent session may use the Contact
         API; when false such calls get 403.
+    :param status_shows_last_call: whether ``POST /callControl/agent/status``
+        shows the agent's last call, once closed, on a READY or NOTREADY line
+        (LIVEVOX_API.md section 3.4 leaves open whether LiveVox does); when
+        false a line shows only a call in progress.
     :param journal_size: how many requests the journal keeps.
     :param fault_seed: the seed of the random generator behind error rates.
     :param users: the logins.
@@ -454,6 +458,7 @@ class SandboxConfig:
     services: tuple[ServiceConfig, ...]
     contacts: tuple[Mapping[str, Any], ...]
     aia: AiaConfig | None
+    status_shows_last_call: bool = False
     sip: SipConfig = SipConfig()
     dialler: DiallerConfig = DiallerConfig()
     echo_bot: EchoBotConfig = EchoBotConfig()
@@ -733,6 +738,7 @@ def sandbox_config_from_dict(
     timeout = lv.number("session_idle_timeout", 7200.0, positive=True)
     validate_extends = lv.boolean("validate_extends_session", False)
     agent_contacts = lv.boolean("agent_contact_access", True)
+    shows_last_call = lv.boolean("status_shows_last_call", False)
     journal_size = lv.integer("journal_size", 10000, minimum=1)
     seed = lv.integer("fault_seed", 1)
     lv.done()
@@ -790,6 +796,7 @@ def sandbox_config_from_dict(
         session_idle_timeout=timeout,
         validate_extends_session=validate_extends,
         agent_contact_access=agent_contacts,
+        status_shows_last_call=shows_last_call,
         journal_size=journal_size,
         fault_seed=seed,
         users=tuple(users),

@@ -10,6 +10,12 @@ API does is a method here too.
 Routes accept an optional version segment after the category
 (``/session/v6.0/login``) and ignore empty segments (``/contact/contacts/``).
 Every error body is ``{"code": <status>, "message": "<text>"}``.
+
+A request that breaks the gateway's contract with LiveVox (a
+:class:`~lvgateway.sandbox.livevox_records.ContractError`: so far, a second
+term code for a call already closed) is answered with its 400, counted in
+:attr:`Simulator.contract_errors` (also in :meth:`Simulator.stats` and
+``GET /_sandbox/stats``), and named in its journal entry's ``contract_error``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from lvgateway.config.secret import shorten
 from lvgateway.sandbox.contacts import ContactStore
 from lvgateway.sandbox.faults import Faults
 from lvgateway.sandbox.journal import Journal, JournalEntry
-from lvgateway.sandbox.livevox_records import AgentLine, Call, LiveVoxError, Session, id_field
+from lvgateway.sandbox.livevox_records import (
+    REPEATED_TERM_CODE,
+    AgentLine,
+    Call,
+    ContractError,
+    LiveVoxError,
+    Session,
+    id_field,
+)
 from lvgateway.sandbox.livevox_state import LiveVoxState
 from lvgateway.sandbox.sandbox_config import SandboxConfig
 
@@ -161,6 +175,8 @@ class Simulator:
     aia_posts: list[dict[str, Any]] = attrs.field(init=False, factory=list)
     #: Whether agent sessions may use the Contact API (else 403); settable at runtime.
     agent_contact_access: bool = attrs.field(init=False)
+    #: How many requests broke the contract (see :class:`ContractError`).
+    contract_errors: int = attrs.field(init=False, default=0)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -231,6 +247,9 @@ class Simulator:
         if reply is None:
             try:
                 reply = self._dispatch(route, request, params, entry)
+            except ContractError as e:
+                self._breach(entry, e)
+                reply = (e.status, e.body())
             except LiveVoxError as e:
                 reply = (e.status, e.body())
             failure = self.faults.pick(name, "after")
@@ -238,6 +257,18 @@ class Simulator:
                 entry.fault = failure.kind
                 reply = (failure.status, _error(failure.status, "Simulated failure"))
         return self._answer(entry, reply, delay)
+
+    def _breach(self, entry: JournalEntry, error: ContractError) -> None:
+        self.contract_errors += 1
+        entry.contract_error = error.breach
+        self.log.error(
+            "contract error #{n}: {breach} by {user} ({route}): {message}",
+            n=self.contract_errors,
+            breach=error.breach,
+            user=entry.user,
+            route=entry.route,
+            message=error.message,
+        )
 
     def _answer(self, entry: JournalEntry, reply: Reply, delay: float) -> SimResponse:
         status, body = reply
@@ -368,8 +399,12 @@ class Simulator:
         for name in ("callTransactionId", "callSessionId", "termCodeId", "phoneDialed"):
             ctx.entry.detail[name] = id_field(ctx.body, name)
         ctx.entry.detail["moveAgentToNotReady"] = ctx.body.get("moveAgentToNotReady")
-        result = self.state.save_term_code(ctx.user_session(), ctx.body)
-        ctx.entry.repeat = result.repeat
+        try:
+            result = self.state.save_term_code(ctx.user_session(), ctx.body)
+        except ContractError as e:
+            ctx.entry.repeat = e.breach == REPEATED_TERM_CODE
+            raise
+        ctx.entry.repeat = False
         if result.warnings:
             ctx.entry.detail["warnings"] = list(result.warnings)
         return 204, None
@@ -513,6 +548,15 @@ class Simulator:
     def agent_states(self) -> list[dict[str, Any]]:
         """Return every agent line as JSON-ready mappings."""
         return self.state.agent_states()
+
+    def stats(self) -> dict[str, Any]:
+        """Return the simulator's counters, as ``GET /_sandbox/stats`` shows them.
+
+        ``contractErrors``: how many requests broke the contract with LiveVox
+        (:attr:`contract_errors`); the journal entries of the ones it still
+        keeps name each breach in ``contract_error``.
+        """
+        return {"contractErrors": self.contract_errors}
 
     def journal_since(self, seq: int = 0, limit: int | None = None) -> list[JournalEntry]:
         """Return the journal entries after ``seq``."""
