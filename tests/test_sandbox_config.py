@@ -50,10 +50,10 @@ def test_shipped_sandbox_toml_loads() -> None:
 
 
 def test_status_shows_last_call_from_toml() -> None:
-    """livevox.status_shows_last_call is read from the [livevox] table, and is false unless set."""
+    """livevox.status_shows_last_call is read from the [livevox] table; the shipped config says false."""
     text = SANDBOX_TOML.read_text(encoding="utf-8")
-    assert "\n[livevox]\n" in text
-    on = text.replace("\n[livevox]\n", "\n[livevox]\nstatus_shows_last_call = true\n", 1)
+    assert "\nstatus_shows_last_call = false\n" in text, "the shipped config names its default"
+    on = text.replace("\nstatus_shows_last_call = false\n", "\nstatus_shows_last_call = true\n", 1)
     assert parse_sandbox_config(on, "sandbox.toml", environ={}).status_shows_last_call is True
     assert parse_sandbox_config(text, "sandbox.toml", environ={}).status_shows_last_call is False
 
