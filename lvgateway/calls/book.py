@@ -86,9 +86,17 @@ class CallBook:
         :returns: a Deferred of the new version, fired once it is committed.
         :raises UnknownCallError: when the record is not here.
         """
+        return self.revise(call_id, **changes)[1]
+
+    def revise(self, call_id: str, **changes: Any) -> tuple[CallRecord, Deferred[CallRecord]]:
+        """Change a record now; return the new version and the Deferred of its commit.
+
+        For a caller that goes on with the new version at once, and waits
+        for the commit only where it must (see :meth:`update`).
+        """
         record = attrs.evolve(self.require(call_id), updated_at=self._clock.seconds(), **changes)
         self._records[call_id] = record
-        return self._save(record)
+        return record, self._save(record)
 
     def _save(self, record: CallRecord) -> Deferred[CallRecord]:
         d = self.store.save(record)

@@ -81,10 +81,12 @@ class Sighting:
 
     :param status: the whole status.
     :param call: the call, when it is on one of the agent's lines.
+    :param record: the call's record with what the status filled in.
     """
 
     status: AgentStatus
     call: CallDetails | None
+    record: CallRecord
 
     @property
     def line_state(self) -> str | None:
@@ -150,10 +152,12 @@ class IdFinder:
         self._clock = clock
         self._metrics = metrics
 
-    async def look(self, call_id: str, session: Session, since: float | None = None) -> Sighting:
+    async def look(
+        self, record: CallRecord, session: Session, since: float | None = None
+    ) -> Sighting:
         """Read the agent's status once; keep the call's ids if it is there.
 
-        :param call_id: the call.
+        :param record: the call's record.
         :param session: the agent's session.
         :param since: ask only for changes after this time (epoch seconds,
             sent as ``stateChangedAfter``); ``None`` for the whole status.
@@ -161,12 +165,12 @@ class IdFinder:
         """
         after = as_epoch_millis(since) if since is not None else None
         status = await self._api.agent_status(session, after)
-        record = self._book.require(call_id)
+        call_id = record.call_id
         call = match_call(record, status)
         if call is not None:
             changes = _changes(record, call)
             if changes:
-                await self._book.update(call_id, **changes)
+                record = await self._book.update(call_id, **changes)
                 if "call_transaction_id" in changes:
                     self._metrics.step("ids", "done")
                     log.info(
@@ -175,7 +179,7 @@ class IdFinder:
                         transaction=changes["call_transaction_id"],
                         agent=record.agent,
                     )
-        return Sighting(status, call)
+        return Sighting(status, call, record)
 
     async def at_acceptance(
         self, call_id: str, delays: Sequence[float] = (0.0, 0.5, 1.0, 2.0)
@@ -198,7 +202,7 @@ class IdFinder:
             try:
                 session = await self._pool.session_for(record.agent)
                 # "just before the agent's last READY" (DESIGN.md): the call came after it.
-                sighting = await self.look(call_id, session, ready - 1.0 if ready else None)
+                sighting = await self.look(record, session, ready - 1.0 if ready else None)
             except CancelledError:
                 raise
             except SessionExpiredError:

@@ -244,7 +244,7 @@ class WrapupPipeline:
             if record is None or record.state is not CallState.WRAPUP:
                 return
             try:
-                await self._steps(call_id)
+                await self._steps(record)
                 return
             except _DeadError as dead:
                 await self._dead(call_id, str(dead))
@@ -296,23 +296,26 @@ class WrapupPipeline:
 
         return d.addBoth(forget)
 
-    async def _steps(self, call_id: str) -> None:
-        """Take every step not yet settled, in order; raise :class:`_RetryError` or :class:`_DeadError`."""
-        record = self._book.require(call_id)
+    async def _steps(self, record: CallRecord) -> None:
+        """Take every step not yet settled, in order; raise :class:`_RetryError` or :class:`_DeadError`.
+
+        Each step is handed the record as the last one left it, and returns
+        it as it leaves it: no step looks the record up again.
+        """
         if record.service_id is None or (
             record.call_transaction_id is None and record.attempts == 0
         ):
-            await self._early_ids(call_id)
-        await self._resolve(call_id)
-        await self._step_aia(call_id)
-        await self._step_contact(call_id)
-        transfer = self._book.require(call_id).transfer
+            record = await self._early_ids(record)
+        record = await self._resolve(record)
+        record = await self._step_aia(record)
+        record = await self._step_contact(record)
+        transfer = record.transfer
         if transfer and self._config.transfer_order == "end_then_term_code":
-            self._hang_up(call_id, "transfer")
-        await self._step_term_code(call_id)
+            self._hang_up(record.call_id, "transfer")
+        record = await self._step_term_code(record)
         if transfer:
-            self._hang_up(call_id, "transfer")
-        await self._finish(call_id)
+            self._hang_up(record.call_id, "transfer")
+        await self._finish(record)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -350,26 +353,26 @@ class WrapupPipeline:
         failure = self._failure(step, error, record, session)
         return failure if isinstance(failure, _RetryError) else _RetryError(step, error)
 
-    async def _early_ids(self, call_id: str) -> None:
+    async def _early_ids(self, record: CallRecord) -> CallRecord:
         """Look up LiveVox's ids once before the AIA, so it can carry the transaction id; failures wait for the term code step."""
-        record = self._book.require(call_id)
         try:
             session = await self._pool.session_for(record.agent)
-            await self._ids.look(call_id, session)
+            return (await self._ids.look(record, session)).record
         except CancelledError:
             raise
         except Exception as e:
             log.info(
                 "call {call_id}: early look-up of LiveVox's ids failed ({error}); retried at the term code",
-                call_id=call_id,
+                call_id=record.call_id,
                 error=str(e),
             )
+            return record
 
-    async def _resolve(self, call_id: str) -> None:
+    async def _resolve(self, record: CallRecord) -> CallRecord:
         """Resolve the term code the call asks for, once (its ``lvresult`` goes in the AIA)."""
-        record = self._book.require(call_id)
+        call_id = record.call_id
         if record.term_code_id is not None or record.term_code_settled:
-            return
+            return record
         requested = record.term_code_name or requested_term_code(
             record.disposition, record.transfer, record.end_reason or "", self._config
         )
@@ -386,23 +389,25 @@ class WrapupPipeline:
             raise
         except Exception as e:
             raise self._retry_for("term_code", e, record, None) from e
-        self._note(
-            call_id,
+        return self._note(
+            record,
             term_code_name=requested,
             term_code_id=resolved.term_code_id,
             lv_result=resolved.lv_result,
             fallback_used=resolved.fallback,
         )
 
-    def _note(self, call_id: str, **changes: Any) -> None:
-        """Change a record without waiting for the commit (the next waited write carries it).
+    def _note(self, record: CallRecord, **changes: Any) -> CallRecord:
+        """Change a record without waiting for the commit (the next waited write carries it); return the new version.
 
         For what a crash may lose at no cost: a step done whose repeat is
         harmless, a step skipped, a resolution made again the same way.
         Whatever must be durable before a request goes out (``sent``) is
         waited for instead.
         """
-        self._book.update(call_id, **changes).addErrback(
+        call_id = record.call_id
+        changed, saved = self._book.revise(call_id, **changes)
+        saved.addErrback(
             lambda f: log.failure(
                 "call {call_id}: recording {changes} failed",
                 f,
@@ -410,10 +415,16 @@ class WrapupPipeline:
                 changes=sorted(changes),
             )
         )
+        return changed
 
-    async def _fail_step(self, call_id: str, step: str, error: BaseException | str) -> None:
+    async def _fail_step(
+        self, record: CallRecord, step: str, error: BaseException | str
+    ) -> CallRecord:
         """Fail a data step for good: log it, count it, and go on to the term code."""
-        await self._book.update(call_id, **{step: StepState.FAILED}, last_error=f"{step}: {error}")
+        call_id = record.call_id
+        record = await self._book.update(
+            call_id, **{step: StepState.FAILED}, last_error=f"{step}: {error}"
+        )
         self._counted(call_id, step, "failed")
         log.error(
             "call {call_id}: wrap-up step {step} failed for good: {error}; the term code goes on"
@@ -422,6 +433,7 @@ class WrapupPipeline:
             step=step,
             error=str(error),
         )
+        return record
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -443,33 +455,28 @@ class WrapupPipeline:
             other=dict(d.other) if d is not None else {},
         )
 
-    async def _step_aia(self, call_id: str) -> None:
-        record = self._book.require(call_id)
+    async def _step_aia(self, record: CallRecord) -> CallRecord:
         if record.aia in _SETTLED:
-            return
+            return record
         aia = self._aia
         if aia is None:
-            self._note(call_id, aia=StepState.SKIPPED)
-            self._counted(call_id, "aia", "skipped")
-            return
+            self._counted(record.call_id, "aia", "skipped")
+            return self._note(record, aia=StepState.SKIPPED)
         body = self.aia_record(record)
-        await self._send_data(call_id, "aia", record, None, lambda: aia.post(body))
+        return await self._send_data(record, "aia", None, lambda: aia.post(body))
 
-    async def _step_contact(self, call_id: str) -> None:
-        record = self._book.require(call_id)
+    async def _step_contact(self, record: CallRecord) -> CallRecord:
         if record.contact in _SETTLED:
-            return
+            return record
         d = record.disposition
         if d is None or d.contact is None:
-            self._note(call_id, contact=StepState.SKIPPED)
-            self._counted(call_id, "contact", "skipped")
-            return
+            self._counted(record.call_id, "contact", "skipped")
+            return self._note(record, contact=StepState.SKIPPED)
         account = d.account or d.contact.get("account") or record.account
         if not account:
-            await self._fail_step(
-                call_id, "contact", "no account to update: none from LiveVox or the vendor"
+            return await self._fail_step(
+                record, "contact", "no account to update: none from LiveVox or the vendor"
             )
-            return
         fields = {k: v for k, v in d.contact.items() if k != "account"}
         create = (
             d.create_contact
@@ -477,26 +484,24 @@ class WrapupPipeline:
             else self._config.create_missing_contacts
         )
         session = await self._session(record, "contact")
-        await self._send_data(
-            call_id,
-            "contact",
+        unknown_to_livevox = record.account is None
+        return await self._send_data(
             record,
+            "contact",
             session,
-            lambda: self._save_contact(
-                str(account), fields, create, record.account is None, session
-            ),
+            lambda: self._save_contact(str(account), fields, create, unknown_to_livevox, session),
         )
 
     async def _send_data(
         self,
-        call_id: str,
-        step: str,
         record: CallRecord,
+        step: str,
         session: Session | None,
         send: Callable[[], Awaitable[Any]],
-    ) -> None:
+    ) -> CallRecord:
         """Take a data step (AIA, contact): ``sent``, the request, then ``done`` or failed for good."""
-        await self._book.update(call_id, **{step: StepState.SENT})
+        call_id = record.call_id
+        record = await self._book.update(call_id, **{step: StepState.SENT})
         self._notify(call_id, step, "sent")
         try:
             await send()
@@ -506,10 +511,9 @@ class WrapupPipeline:
             failure = self._failure(step, e, record, session)
             if isinstance(failure, _RetryError):
                 raise failure from e
-            await self._fail_step(call_id, step, failure)
-            return
-        self._note(call_id, **{step: StepState.DONE})
+            return await self._fail_step(record, step, failure)
         self._counted(call_id, step, "done")
+        return self._note(record, **{step: StepState.DONE})
 
     async def _save_contact(
         self,
@@ -536,33 +540,35 @@ class WrapupPipeline:
             except ContactExistsError:
                 return  # created meanwhile (or by an earlier attempt): counts as done
 
-    async def _step_term_code(self, call_id: str) -> None:
-        record = self._book.require(call_id)
+    async def _step_term_code(self, record: CallRecord) -> CallRecord:
+        """Save the term code, once: a save whose outcome was lost is checked at LiveVox first."""
         if record.term_code in _SETTLED:
-            return
+            return record
+        call_id = record.call_id
         session = await self._session(record, "term_code")
         was_sent = record.term_code is StepState.SENT
         if was_sent or record.call_transaction_id is None:
-            sighting = await self._look(call_id, session)
+            sighting = await self._look(record, session)
             if sighting.closed:
-                await self._closed_at_livevox(call_id, sighting, was_sent)
-                return
-        record = self._book.require(call_id)
-        if record.call_transaction_id is None or record.call_session_id is None:
+                return await self._closed_at_livevox(sighting, was_sent)
+            record = sighting.record
+        transaction_id, call_session_id = record.call_transaction_id, record.call_session_id
+        if transaction_id is None or call_session_id is None:
             raise _RetryError("ids", "LiveVox's ids of the call are not known yet")
-        assert record.term_code_id is not None
+        term_code_id = record.term_code_id
+        assert term_code_id is not None
         move = record.move_not_ready
         if move is None:
             move = self._pool.move_to_not_ready_after_call(record.agent, call_close(record))
         d = record.disposition
-        await self._book.update(call_id, term_code=StepState.SENT, move_not_ready=move)
+        record = await self._book.update(call_id, term_code=StepState.SENT, move_not_ready=move)
         self._notify(call_id, "term_code", "sent")
         try:
             await self._api.save_term_code(
                 session,
-                call_transaction_id=record.call_transaction_id,
-                call_session_id=record.call_session_id,
-                term_code_id=record.term_code_id,
+                call_transaction_id=transaction_id,
+                call_session_id=call_session_id,
+                term_code_id=term_code_id,
                 phone_dialed=record.phone_dialed or record.ani,
                 move_agent_to_not_ready=move,
                 service_id=record.service_id,
@@ -575,14 +581,12 @@ class WrapupPipeline:
             if isinstance(failure, _RetryError):
                 raise failure from e
             # An earlier attempt may have closed the call: LiveVox refuses the repeat.
-            sighting = await self._look(call_id, session)
+            sighting = await self._look(record, session)
             if sighting.closed:
-                await self._closed_at_livevox(call_id, sighting, True)
-                return
+                return await self._closed_at_livevox(sighting, True)
             await self._book.update(call_id, term_code=StepState.FAILED)
             self._counted(call_id, "term_code", "failed")
             raise _DeadError("term_code", f"LiveVox refused the term code: {failure}") from e
-        await self._term_code_done(call_id, "done")
         log.info(
             "call {call_id}: term code {term_code} ({term_code_id}) saved for {agent},"
             " moveAgentToNotReady={move}",
@@ -592,23 +596,25 @@ class WrapupPipeline:
             agent=record.agent,
             move=move,
         )
+        return self._term_code_done(record, "done")
 
-    async def _look(self, call_id: str, session: Session) -> Sighting:
-        record = self._book.require(call_id)
+    async def _look(self, record: CallRecord, session: Session) -> Sighting:
         try:
-            return await self._ids.look(call_id, session)
+            return await self._ids.look(record, session)
         except CancelledError:
             raise
         except Exception as e:
             raise self._retry_for("ids", e, record, session) from e
 
-    async def _closed_at_livevox(self, call_id: str, sighting: Sighting, was_sent: bool) -> None:
+    async def _closed_at_livevox(self, sighting: Sighting, was_sent: bool) -> CallRecord:
         """LiveVox no longer holds the call: a term code sent before landed, or LiveVox closed it itself."""
         state = sighting.line_state
-        record = self._book.require(call_id)
+        record = sighting.record
+        call_id = record.call_id
+        # What LiveVox did with the agent, as its status shows it: not a choice made here.
         move = record.move_not_ready if was_sent else state == "NOTREADY"
         if was_sent:
-            await self._book.update(call_id, move_not_ready=move)
+            record = await self._book.update(call_id, move_not_ready=move)
             log.info(
                 "call {call_id}: LiveVox no longer holds the call (agent {agent} {state}):"
                 " the term code sent before landed; not sent again",
@@ -616,9 +622,8 @@ class WrapupPipeline:
                 agent=record.agent,
                 state=state,
             )
-            await self._term_code_done(call_id, "checked")
-            return
-        await self._book.update(
+            return self._term_code_done(record, "checked")
+        record = await self._book.update(
             call_id,
             term_code=StepState.SKIPPED,
             move_not_ready=move,
@@ -632,13 +637,13 @@ class WrapupPipeline:
             agent=record.agent,
             state=state,
         )
+        return record
 
-    async def _term_code_done(self, call_id: str, outcome: str) -> None:
-        self._note(call_id, term_code=StepState.DONE)
-        record = self._book.require(call_id)
+    def _term_code_done(self, record: CallRecord, outcome: str) -> CallRecord:
         if record.ended_at is not None:
             self._metrics.duration.observe(max(0.0, self._clock.seconds() - record.ended_at))
-        self._counted(call_id, "term_code", outcome)
+        self._counted(record.call_id, "term_code", outcome)
+        return self._note(record, term_code=StepState.DONE)
 
     def _transfer_timed_out(self, call_id: str) -> None:
         self._transfer_timers.pop(call_id, None)
@@ -692,8 +697,8 @@ class WrapupPipeline:
 
     # -- the end ----------------------------------------------------------------------------
 
-    async def _finish(self, call_id: str) -> None:
-        record = self._book.require(call_id)
+    async def _finish(self, record: CallRecord) -> None:
+        call_id = record.call_id
         failed = record.failed_steps()
         if failed:
             await self._dead(call_id, f"step {', '.join(failed)} failed: {record.last_error}")
