@@ -2,16 +2,18 @@
 
 :class:`ScriptedLiveVox` keeps one line per agent with LiveVox's rules as the
 simulator has them (READY needs a joined service, no state change on a call,
-the same session for a repeated login), records every request with the clock
-time, and can fail, deny, expire, delay or hold requests. The tests at the
-bottom check it against :class:`ILiveVoxAgentAPI`.
+the same session for a repeated login, a term code closes the call), records
+every request with the clock time, and can fail, deny, expire, delay or hold
+requests. Of LiveVox's call API it has what the repair of stranded agents
+uses (term code save, call end). The tests at the bottom check it against
+:class:`ILiveVoxAgentAPI` and :class:`ILiveVoxCallAPI`.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -21,6 +23,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from lvgateway.agents.pool import AgentPool
+from lvgateway.agents.stranded import StrandedSettings
 from lvgateway.config.model import AgentConfig, AgentTimings, OpenHours, TimeRange
 from lvgateway.config.secret import Secret
 from lvgateway.livevox.errors import (
@@ -30,16 +33,28 @@ from lvgateway.livevox.errors import (
     LoginDeniedError,
     SessionExpiredError,
 )
-from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
+from lvgateway.livevox.interfaces import ILiveVoxAgentAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import (
     AgentStatus,
     CallDetails,
+    ContactCreated,
     LineStatus,
     Session,
+    TermCode,
     TermCodeCatalogue,
 )
 
 SERVICE = "1234567"
+DONE_CODE = "101416228"
+TRANSFER_CODE = "101416229"
+CUSTOMER = "9195550100"
+#: The config's term code names, as ``[wrapup.term_codes]`` gives them.
+TERM_CODE_NAMES = {"done": "AI Completed", "transfer": "Transfer To Agent"}
+
+
+def session_id_of(call: str) -> str:
+    """The callSessionId the fake gives the call with transaction id ``call``."""
+    return f"U{call}T1@10.0.0.1"
 
 
 @attrs.define
@@ -63,12 +78,15 @@ class Request:
     user: str
 
 
-@implementer(ILiveVoxAgentAPI)
+@implementer(ILiveVoxAgentAPI, ILiveVoxCallAPI)
 class ScriptedLiveVox:
     """An in-memory LiveVox for the agent pool, on a ``task.Clock``.
 
     :param clock: the clock request times and delays use.
     :param latency: when set, every answer comes this many seconds later.
+    :ivar refuse_in_call: a term code for a call still INCALL is refused
+        with 400 until the call is ended (one reading of LiveVox).
+    :ivar saved: the body of every term code save LiveVox accepted.
     """
 
     def __init__(self, clock: Clock, latency: float | None = None) -> None:
@@ -87,6 +105,12 @@ class ScriptedLiveVox:
         self._failures: list[tuple[str, str | None, LiveVoxError]] = []
         self._ids = itertools.count(1)
         self._calls = itertools.count(147516594361)
+        self.refuse_in_call = False
+        self.saved: list[dict[str, Any]] = []
+        self.catalogue = (
+            TermCode(DONE_CODE, "AI Completed", "AI"),
+            TermCode(TRANSFER_CODE, "Transfer To Agent", "AI"),
+        )
 
     # -- controls ---------------------------------------------------------------------
 
@@ -314,7 +338,16 @@ class ScriptedLiveVox:
 
         def apply() -> AgentStatus:
             line = self._user_of("status", session)
-            call = CallDetails(line.call, f"U{line.call}T1@10.0.0.1") if line.call else None
+            call = (
+                CallDetails(
+                    line.call,
+                    session_id_of(line.call),
+                    phone_number=CUSTOMER,
+                    service_id=line.service_id,
+                )
+                if line.call
+                else None
+            )
             return AgentStatus(
                 lines=(LineStatus("ACD", line.state, int(line.changed * 1000), call),),
             )
@@ -322,10 +355,96 @@ class ScriptedLiveVox:
         return self._request("status", session.user_name, apply)
 
     def term_codes(self, session: Session, service_id: str) -> Deferred[TermCodeCatalogue]:
-        """Return an empty catalogue."""
+        """Return the catalogue: "AI Completed" and "Transfer To Agent"."""
         return self._request(
-            "term_codes", session.user_name, lambda: TermCodeCatalogue(service_id, ())
+            "term_codes", session.user_name, lambda: TermCodeCatalogue(service_id, self.catalogue)
         )
+
+    # -- ILiveVoxCallAPI: what the repair of stranded agents uses ----------------------------
+
+    def save_term_code(
+        self,
+        session: Session,
+        *,
+        call_transaction_id: str,
+        call_session_id: str,
+        term_code_id: str,
+        phone_dialed: str | None,
+        move_agent_to_not_ready: bool,
+        service_id: str | None = None,
+        account: str | None = None,
+        agent_entered_account: str | None = None,
+        payment_amount: str | None = None,
+        notes: str | None = None,
+        reason_code: str | None = None,
+        immediate_callback_number: str | None = None,
+        line_number: str | None = None,
+    ) -> Deferred[None]:
+        """Close the line's call (INCALL or WRAPUP) when both ids name it: READY, or NOTREADY."""
+        body = {
+            "callTransactionId": call_transaction_id,
+            "callSessionId": call_session_id,
+            "termCodeId": term_code_id,
+            "phoneDialed": phone_dialed,
+            "moveAgentToNotReady": move_agent_to_not_ready,
+        }
+
+        def apply() -> None:
+            line = self._user_of("term_code", session)
+            if (
+                line.call is None
+                or line.call != call_transaction_id
+                or session_id_of(line.call) != call_session_id
+            ):
+                raise LiveVoxClientError("term_code_save", status=400, message="No such call")
+            if term_code_id not in {c.id for c in self.catalogue}:
+                raise LiveVoxClientError("term_code_save", status=400, message="Invalid termCodeId")
+            if self.refuse_in_call and line.state == "INCALL":
+                raise LiveVoxClientError(
+                    "term_code_save", status=400, message="Call is in progress: end it first"
+                )
+            self.saved.append(body)
+            line.call = None
+            self._set(line, "NOTREADY" if move_agent_to_not_ready else "READY")
+
+        return self._request("term_code", session.user_name, apply)
+
+    def end_call(self, session: Session, line_number: str | None = None) -> Deferred[None]:
+        """End the customer's call: INCALL goes to WRAPUP; nothing else changes."""
+
+        def apply() -> None:
+            line = self._user_of("call_end", session)
+            if line.state == "INCALL":
+                self._set(line, "WRAPUP")
+
+        return self._request("call_end", session.user_name, apply)
+
+    def manual_conference(
+        self,
+        session: Session,
+        number: str,
+        put_call_on_hold: bool = True,
+        secure_transfer: bool = False,
+        line_number: str | None = None,
+    ) -> Deferred[None]:
+        """Not used by the agent pool."""
+        return fail(NotImplementedError("manual_conference"))
+
+    def read_contact(self, account: str, session: Session) -> Deferred[dict[str, Any]]:
+        """Not used by the agent pool."""
+        return fail(NotImplementedError("read_contact"))
+
+    def create_contact(
+        self, details: Mapping[str, Any], session: Session
+    ) -> Deferred[ContactCreated]:
+        """Not used by the agent pool."""
+        return fail(NotImplementedError("create_contact"))
+
+    def update_contact(
+        self, account: str, details: Mapping[str, Any], session: Session
+    ) -> Deferred[None]:
+        """Not used by the agent pool."""
+        return fail(NotImplementedError("update_contact"))
 
 
 # -- builders ---------------------------------------------------------------------------
@@ -426,9 +545,14 @@ def rig(
     latency: float | None = None,
     start: bool = True,
     jitter: float = 0.5,
+    repair: StrandedSettings | None = None,
     **timing_changes: Any,
 ) -> Rig:
-    """Build (and start) a pool of ``count`` agents on a fake LiveVox and a fresh clock."""
+    """Build (and start) a pool of ``count`` agents on a fake LiveVox and a fresh clock.
+
+    :param repair: repair stranded agents so (the fake is the call API too);
+        by default they are only reported.
+    """
     from lvgateway.metrics import new_registry
 
     clock = Clock()
@@ -443,6 +567,8 @@ def rig(
         hours,
         registry=registry,
         jitter=lambda: jitter,
+        call_api=lv if repair is not None else None,
+        stranded=repair,
     )
     transitions: list[tuple[float, str, str, str]] = []
     pool.add_listener(lambda user, old, new: transitions.append((clock.seconds(), user, old, new)))
@@ -463,8 +589,41 @@ def advance(clock: Clock, seconds: float, step: float = 1.0) -> None:
 
 
 def test_fake_livevox_provides_the_agent_api() -> None:
-    """The fake provides every method of ILiveVoxAgentAPI with the same signatures."""
+    """The fake provides every method of ILiveVoxAgentAPI and ILiveVoxCallAPI with the same signatures."""
     assert verifyObject(ILiveVoxAgentAPI, ScriptedLiveVox(Clock()))
+    assert verifyObject(ILiveVoxCallAPI, ScriptedLiveVox(Clock()))
+
+
+def test_fake_livevox_closes_calls_by_term_code() -> None:
+    """A term code naming the line's call closes it; a wrong call is refused; with refuse_in_call, INCALL needs the call ended first."""
+    lv = ScriptedLiveVox(Clock())
+    session = lv.login("AIVA1", Secret("x", "t")).result
+    lv.join_service(session, SERVICE, "8990000001")
+    lv.ready(session)
+    call = lv.dispatch("AIVA1")
+
+    def save(transaction: str) -> Deferred[None]:
+        return lv.save_term_code(
+            session,
+            call_transaction_id=transaction,
+            call_session_id=session_id_of(transaction),
+            term_code_id=TRANSFER_CODE,
+            phone_dialed=CUSTOMER,
+            move_agent_to_not_ready=False,
+        )
+
+    wrong = save("1")
+    assert isinstance(wrong.result.value, LiveVoxClientError)
+    wrong.addErrback(lambda f: None)
+    lv.refuse_in_call = True
+    refused = save(call)
+    assert isinstance(refused.result.value, LiveVoxClientError)
+    refused.addErrback(lambda f: None)
+    assert lv.state_of("AIVA1") == "INCALL" and lv.saved == []
+    lv.end_call(session)
+    assert lv.state_of("AIVA1") == "WRAPUP"
+    save(call)
+    assert lv.state_of("AIVA1") == "READY" and lv.saved[0]["callTransactionId"] == call
 
 
 def test_fake_livevox_follows_livevox_rules() -> None:

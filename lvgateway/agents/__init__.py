@@ -12,6 +12,8 @@ The parts, one concept each:
   (backoff, cycle slots);
 - :mod:`~lvgateway.agents.reconcile`: what a status read from LiveVox says
   about drift;
+- :mod:`~lvgateway.agents.stranded`: closing a call LiveVox holds on an
+  agent that the gateway does not know;
 - :mod:`~lvgateway.agents.schedule`: the open hours as real-time intervals;
 - :mod:`~lvgateway.agents.metrics`: the Prometheus metrics;
 - :mod:`~lvgateway.agents.testing`: :class:`FakeAgentPool`, a verified fake

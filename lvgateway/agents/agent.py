@@ -15,8 +15,10 @@ The plan, in order (see :meth:`VirtualAgent._plan`):
 
 - on a call or in wrap-up: nothing;
 - wanted out: NOT READY if READY, then log out;
-- login denied, or LiveVox holding a call the gateway does not know: only
-  status polls;
+- login denied: nothing;
+- LiveVox holding a call the gateway does not know: status polls, and once
+  it has been held past the grace, its repair (see
+  :mod:`~lvgateway.agents.stranded`); only polls when it cannot be repaired;
 - wanted paused: logged in and joined but NOT READY (so a resume is one
   READY), except while the gateway drains, when nobody is logged in only to
   be logged out;
@@ -49,7 +51,16 @@ from lvgateway.agents.state import (
     Hold,
     backoff_delay,
     cycle_needed,
+    moves_not_ready,
     next_slot,
+)
+from lvgateway.agents.stranded import (
+    REPAIRABLE_STATES,
+    RecentInvites,
+    RepairError,
+    StrandedCall,
+    StrandedRepairer,
+    stranded_call,
 )
 from lvgateway.config.model import AgentConfig, AgentTimings
 from lvgateway.livevox.errors import (
@@ -80,6 +91,7 @@ class Step(enum.Enum):
     CYCLE = "cycle"
     LOGOUT = "logout"
     STATUS = "status"
+    REPAIR = "repair"
 
     @property
     def operation(self) -> str:
@@ -107,6 +119,8 @@ class AgentContext:
     :param explain: says why the pool wants an agent paused or out (for the reasons).
     :param log_in_while_paused: whether a paused agent is logged in and joined
         (NOT READY) so that a resume needs only READY; not while draining.
+    :param repairer: closes calls LiveVox holds that the gateway does not
+        know; ``None``: such calls are only reported.
     """
 
     clock: IReactorTime
@@ -124,6 +138,7 @@ class AgentContext:
     recheck_delay: float = 30.0
     explain: Callable[[VirtualAgent], str] = lambda agent: agent.desired.value
     log_in_while_paused: Callable[[VirtualAgent], bool] = lambda agent: True
+    repairer: StrandedRepairer | None = None
 
 
 Plan = tuple[Step, AgentState, str]
@@ -177,7 +192,15 @@ class VirtualAgent:
         self.reconcile_due = False
         self._look_first = False
         self._busy_key: str | None = None
+        #: When the gateway first saw the call of ``_busy_key`` at LiveVox.
+        self._busy_since: float | None = None
         self.unknown_call: str | None = None
+        #: A stranded call to close now (from a status read past the grace).
+        self._stranded: StrandedCall | None = None
+        #: The busy key whose "cannot be repaired" was already counted.
+        self._noted: str | None = None
+        #: The Session-IDs of the latest INVITEs for the agent's number.
+        self.invites = RecentInvites()
         self._lent_until = 0.0
         self._relogin_cause: str | None = None
         # The driver.
@@ -331,8 +354,7 @@ class VirtualAgent:
         self.in_wrapup = False
         self.lv_ready = False
         self._cycling = False
-        self._busy_key = None
-        self.unknown_call = None
+        self._clear_busy()
         self._transition(AgentState.ON_CALL, f"call {call_id}")
 
     def call_ended(self, call_id: str) -> None:
@@ -368,6 +390,10 @@ class VirtualAgent:
         if not moved_not_ready:
             self.ready_since = self.last_change
         self.kick(f"wrap-up of {call_id} done", fresh=True)
+
+    def invite_seen(self, call_session_id: str | None) -> None:
+        """An INVITE for the agent's number arrived (accepted or refused): its call is not stranded."""
+        self.invites.add(call_session_id)
 
     def session_expired(self, session: Session) -> None:
         """LiveVox answered 401 on ``session``: log in again unless that already happened."""
@@ -413,6 +439,13 @@ class VirtualAgent:
             return Step.LOGOUT, AgentState.CLOSING, why
         if self.denied is not None:
             return None
+        if self._stranded is not None and self.session is not None:
+            return (
+                Step.REPAIR,
+                AgentState.WRAP_UP,
+                f"closing call {self._stranded.describe()}, held by LiveVox and unknown"
+                " to the gateway",
+            )
         if self.session is not None and (
             self._look_first
             or (self.reconcile_due and (self.unknown_call or self._busy_key is not None))
@@ -523,7 +556,9 @@ class VirtualAgent:
     def _rest(self) -> None:
         """Nothing left to do: show where the agent rests, and forget past failures."""
         state, reason = self._resting()
-        if state not in (AgentState.BACKING_OFF, AgentState.LOGIN_DENIED):
+        # A pending retry keeps its failures even where the agent shows
+        # another state (on a call LiveVox holds), so the backoff still grows.
+        if state not in (AgentState.BACKING_OFF, AgentState.LOGIN_DENIED) and self._retry is None:
             self._failures = 0
             self._expired_streak = 0
         self._transition(state, reason)
@@ -597,8 +632,11 @@ class VirtualAgent:
                 await api.logout(session)
                 if self.session is session:
                     self._forget_session()
+            elif step is Step.REPAIR:
+                await self._repair(session)
             elif step is Step.STATUS:
                 self._look_first = False
+                self._stranded = None
                 status = await api.agent_status(session)
                 self.reconcile_due = False
                 if self.session is session:
@@ -715,9 +753,16 @@ class VirtualAgent:
         self.lv_ready = False
         self._cycling = False
         self.cycle_due = False
-        self._busy_key = None
-        self.unknown_call = None
+        self._clear_busy()
         self._look_first = False
+
+    def _clear_busy(self) -> None:
+        """Forget the call LiveVox was seen holding: the gateway has a call, or no session."""
+        self._busy_key = None
+        self._busy_since = None
+        self._stranded = None
+        self._noted = None
+        self.unknown_call = None
 
     # -- failures ------------------------------------------------------------------
 
@@ -821,22 +866,40 @@ class VirtualAgent:
             self._retry = None
 
     def _count_failure(self, step: Step) -> None:
-        if self._ctx.metrics is not None and step is not Step.LOGIN:
+        # A repair's failures are counted in lvgateway_agent_repairs_total.
+        if self._ctx.metrics is not None and step not in (Step.LOGIN, Step.REPAIR):
             self._ctx.metrics.failures.labels(operation=step.operation).inc()
 
     def _count_cycle(self, outcome: str) -> None:
         if self._ctx.metrics is not None:
             self._ctx.metrics.cycles.labels(outcome=outcome).inc()
 
-    def _count_drift(self, kind: str, detail: str) -> None:
+    def _count_repair(self, outcome: str) -> None:
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.repairs.labels(outcome=outcome).inc()
+
+    def _count_drift(self, kind: str, detail: str, human: str | None = None) -> None:
+        """Count a drift and log it; ``human`` says why a call LiveVox holds is left to a person."""
         if self._ctx.metrics is not None:
             self._ctx.metrics.drifts.labels(kind=kind).inc()
-        if kind == "unknown_call":
+        if kind == "unknown_call" and human is not None:
             log.error(
-                "agent {agent}: drift {kind}: {detail}; a human must close it at LiveVox",
+                "agent {agent}: drift {kind}: {detail}; a human must close it at LiveVox: {why}",
                 agent=self.user_name,
                 kind=kind,
                 detail=detail,
+                why=human,
+            )
+        elif kind == "unknown_call":
+            repairer = self._ctx.repairer
+            log.warn(
+                "agent {agent}: drift {kind}: {detail}; closed with term code {term_code}"
+                " once held {grace:.0f}s",
+                agent=self.user_name,
+                kind=kind,
+                detail=detail,
+                term_code=repairer.settings.term_code if repairer is not None else None,
+                grace=repairer.grace if repairer is not None else 0.0,
             )
         else:
             log.warn(
@@ -913,14 +976,19 @@ class VirtualAgent:
             desired=self.desired,
             previous_busy_key=self._busy_key,
         )
+        now = self._ctx.clock.seconds()
+        if finding.busy_key != self._busy_key:
+            self._busy_since = now if finding.busy_key is not None else None
+            self._noted = None
         self._busy_key = finding.busy_key
+        self._stranded = None
         if finding.busy_key is not None and finding.unknown_call is None:
-            if self._recheck_timer is None or not self._recheck_timer.active():
-                self._recheck_timer = self._ctx.clock.callLater(
-                    self._ctx.recheck_delay, self._recheck
-                )
+            self._look_again(self._ctx.recheck_delay)
+        human = None
+        if finding.unknown_call is not None:
+            human = self._weigh_stranded(status, finding.unknown_call, now)
         if finding.kind is not None:
-            self._count_drift(finding.kind, finding.detail)
+            self._count_drift(finding.kind, finding.detail, human)
         if finding.unknown_call is not None:
             if self.unknown_call != finding.unknown_call:
                 self.unknown_call = finding.unknown_call
@@ -941,6 +1009,114 @@ class VirtualAgent:
             if finding.lv_ready and not self.lv_ready:
                 self.ready_since = self._ctx.clock.seconds()
             self.lv_ready = finding.lv_ready
+
+    def _look_again(self, delay: float) -> None:
+        """Read LiveVox's status again in ``delay`` seconds, unless a look is already due sooner."""
+        timer = self._recheck_timer
+        if timer is not None and timer.active():
+            if timer.getTime() <= self._ctx.clock.seconds() + delay:
+                return
+            timer.cancel()
+        self._recheck_timer = self._ctx.clock.callLater(delay, self._recheck)
+
+    # -- stranded calls --------------------------------------------------------------
+
+    def _weigh_stranded(self, status: AgentStatus, key: str, now: float) -> str | None:
+        """Decide about a call LiveVox holds that the gateway does not know.
+
+        Plans its repair when it has been held past the grace, or a look at
+        the grace's end; returns why a person must close it instead.
+        """
+        repairer = self._ctx.repairer
+        if repairer is None:
+            return "the repair of stranded agents is off"
+        call = stranded_call(status, key)
+        if call is None or not call.repairable:
+            return "LiveVox names no callTransactionId and callSessionId to close it with"
+        if call.state not in REPAIRABLE_STATES:
+            return f"only a call INCALL or in WRAPUP is closed, and the line is {call.state}"
+        if call.call_session_id in self.invites:
+            if self._noted != key:
+                self._noted = key
+                self._count_repair("invite_seen")
+            return f"the gateway saw its INVITE (Session-ID {call.call_session_id})"
+        due = (self._busy_since if self._busy_since is not None else now) + repairer.grace
+        if now >= due:
+            self._stranded = call
+        else:
+            self._look_again(due - now)
+        return None
+
+    async def _repair(self, session: Session) -> None:
+        """Close the stranded call at LiveVox; the agent is then READY or NOT READY as the pool decides."""
+        call, self._stranded = self._stranded, None
+        repairer = self._ctx.repairer
+        if call is None or repairer is None or call.call_session_id in self.invites:
+            return  # an INVITE for it came since the status read: the next look says more
+        move = moves_not_ready(self.desired is Desired.IN, None)
+        now = self._ctx.clock.seconds()
+        held = now - (self._busy_since if self._busy_since is not None else now)
+        try:
+            result = await repairer.repair(
+                self.user_name, session, call, move, self.config.service_id
+            )
+        except (CancelledError, SessionExpiredError):
+            raise
+        except Exception as e:
+            self._repair_failed(call, e)
+            return
+        self._count_repair(result.outcome)
+        log.warn(
+            "agent {agent}: repaired: LiveVox held call {call_transaction_id}"
+            " (Session-ID {call_session_id}, {line_state}), unknown to the gateway, for"
+            " {held:.0f}s; saved term code {term_code} ({term_code_id}){how},"
+            " moveAgentToNotReady {move}",
+            agent=self.user_name,
+            call_transaction_id=call.call_transaction_id,
+            call_session_id=call.call_session_id,
+            line_state=call.state,
+            held=held,
+            term_code=result.term_code.name or result.term_code.id,
+            term_code_id=result.term_code.id,
+            how=(
+                f" after ending the call (LiveVox refused it while INCALL: {result.refusal})"
+                if result.outcome == "call_end"
+                else ""
+            ),
+            move=move,
+            outcome=result.outcome,
+            fallback=result.fallback,
+        )
+        if self.session is session and self.call_id is None:
+            self._clear_busy()
+            self.lv_ready = not move
+            self.last_change = self._ctx.clock.seconds()
+            if not move:
+                self.ready_since = self.last_change
+
+    def _repair_failed(self, call: StrandedCall, error: Exception) -> None:
+        """Count and log a failed repair; it is tried again at a later look."""
+        self._count_repair("failed")
+        self.last_error = f"repairing call {call.describe()} failed: {error}"
+        refused = isinstance(error, (LiveVoxClientError, RepairError))
+        if not isinstance(error, (LiveVoxError, RepairError)):
+            log.failure(
+                "agent {agent}: repairing call {call} raised",
+                Failure(error),  # type: ignore[no-untyped-call]
+                agent=self.user_name,
+                call=call.describe(),
+            )
+        else:
+            log.warn(
+                "agent {agent}: repairing call {call} failed: {error}; trying again {when}",
+                agent=self.user_name,
+                call=call.describe(),
+                error=str(error),
+                when="at the next look" if refused else "shortly",
+            )
+        if not refused:
+            # A save whose answer was lost may have landed: look again soon.
+            self._look_again(self._ctx.recheck_delay)
 
     # -- transitions -----------------------------------------------------------------
 

@@ -139,6 +139,18 @@ class IAgentPool(Interface):
         ``None`` for a call that ended cleanly.
         """
 
+    def invite_seen(user_name: str, call_session_id: str | None) -> None:
+        """Tell the pool an INVITE for this agent's number arrived, accepted or refused.
+
+        The SIP part calls it for every such INVITE, before it is answered,
+        with the INVITE's ``Session-ID`` (LiveVox's callSessionId), or
+        ``None`` when it carries none. The pool keeps the latest few per
+        agent: a call LiveVox holds on the agent whose INVITE was seen is
+        never closed by the pool as stranded (the call part knows it, or a
+        person must look at it); one whose INVITE never came is, once held
+        past ``AgentTimings.stranded_grace``.
+        """
+
     def session_for(user_name: str) -> Deferred[Session]:
         """Return the agent's current LiveVox session, logging it in again if it has none.
 

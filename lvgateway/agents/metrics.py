@@ -9,7 +9,14 @@ name                                   type     labels                meaning
                                                                       (a 401), ``logged_out`` (seen by reconciliation)
 ``lvgateway_agent_failures_total``     counter  ``operation``         LiveVox calls of the pool that failed
 ``lvgateway_agent_drifts_total``       counter  ``kind``              drift found by reconciliation, repaired or
-                                                                      (``unknown_call``) reported
+                                                                      (``unknown_call``) repaired as below or reported
+``lvgateway_agent_repairs_total``      counter  ``outcome``           stranded agents (a call LiveVox holds that the
+                                                                      gateway does not know): ``term_code`` (closed
+                                                                      by its term code), ``call_end`` (ended, then
+                                                                      its term code, after LiveVox refused the term
+                                                                      code while INCALL), ``failed`` (an attempt
+                                                                      failed), ``invite_seen`` (left to a person:
+                                                                      the gateway saw its INVITE)
 ``lvgateway_agent_cycles_total``       counter  ``outcome``           hourly cycles: ``done``, ``deferred`` (on a
                                                                       call at its slot), ``skipped`` (its state
                                                                       changed recently), ``failed``
@@ -24,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from lvgateway.agents.reconcile import DRIFT_KINDS
 from lvgateway.agents.state import AgentState
+from lvgateway.agents.stranded import REPAIR_OUTCOMES
 from lvgateway.metrics import counter, gauge
 
 __all__ = ["OPERATIONS", "AgentMetrics"]
@@ -68,6 +76,12 @@ class AgentMetrics:
             "lvgateway_agent_drifts_total",
             "Drift between the gateway and LiveVox found by reconciliation, by kind.",
             labels={"kind": list(DRIFT_KINDS)},
+        )
+        self.repairs = counter(
+            registry,
+            "lvgateway_agent_repairs_total",
+            "Calls LiveVox held on an agent that the gateway did not know, closed or left, by outcome.",
+            labels={"outcome": list(REPAIR_OUTCOMES)},
         )
         self.cycles = counter(
             registry,

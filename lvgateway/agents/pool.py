@@ -52,9 +52,10 @@ from lvgateway.agents.state import (
     Hold,
     moves_not_ready,
 )
+from lvgateway.agents.stranded import StrandedRepairer, StrandedSettings
 from lvgateway.config.model import AgentConfig, AgentTimings, OpenHours, phone_key
 from lvgateway.drain import DrainPhase, OrderedDrain
-from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
+from lvgateway.livevox.interfaces import ILiveVoxAgentAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import Session
 
 __all__ = ["AgentPool", "UnknownAgentError"]
@@ -86,6 +87,11 @@ class AgentPool(Service):
     :param pause_timeout: the bound on the drain's pause step.
     :param logout_timeout: the bound on the drain's log-out step.
     :param recheck_delay: how soon an unexplained call at LiveVox is looked at again.
+    :param call_api: LiveVox's call API, to close calls of stranded agents.
+    :param stranded: how stranded agents are repaired
+        (:meth:`StrandedSettings.from_config`); with ``call_api``, they are.
+        Without either, a call LiveVox holds that the gateway does not know
+        is only reported, for a person to close.
     """
 
     name = "agents"
@@ -105,6 +111,8 @@ class AgentPool(Service):
         pause_timeout: float = 30.0,
         logout_timeout: float = 30.0,
         recheck_delay: float = 30.0,
+        call_api: ILiveVoxCallAPI | None = None,
+        stranded: StrandedSettings | None = None,
     ) -> None:
         self._clock = clock
         self._api = api
@@ -128,6 +136,11 @@ class AgentPool(Service):
             recheck_delay=recheck_delay,
             explain=self._explain,
             log_in_while_paused=self._log_in_while_paused,
+            repairer=(
+                StrandedRepairer(api, call_api, stranded)
+                if call_api is not None and stranded is not None
+                else None
+            ),
         )
         self._agents: list[VirtualAgent] = []
         self._by_number: dict[str, VirtualAgent] = {}
@@ -342,6 +355,12 @@ class AgentPool(Service):
         if agent is None:
             return True
         return moves_not_ready(agent.desired is Desired.IN, close)
+
+    def invite_seen(self, user_name: str, call_session_id: str | None) -> None:
+        """An INVITE for the agent's number arrived: a call with its Session-ID is never repaired as stranded."""
+        agent = self._find_logged(user_name, "invite_seen")
+        if agent is not None:
+            agent.invite_seen(call_session_id)
 
     def session_for(self, user_name: str) -> Deferred[Session]:
         """Return the agent's session, logging it in again if it has none."""

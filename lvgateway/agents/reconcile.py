@@ -23,9 +23,13 @@ counted in ``lvgateway_agent_drifts_total{kind}``:
     LiveVox holds the agent in a call or wrap-up the gateway does not know.
     A call just dispatched whose INVITE is still on its way looks the same,
     so it counts only when a second look, a short while later, shows the
-    same call. It cannot be repaired from here (the gateway has no record to
-    close it with): it is logged as an error for a human, the agent is shown
-    on a call and refused calls, and the polls go on until LiveVox lets it go.
+    same call. The agent is shown on a call and refused calls. Repair: once
+    LiveVox has held the call past ``AgentTimings.stranded_grace`` and no
+    INVITE with its Session-ID was seen, its term code is saved through
+    LiveVox's API (:mod:`~lvgateway.agents.stranded`). Where it cannot be
+    repaired (the repair is off, LiveVox names no call ids, or the gateway
+    saw its INVITE) it is logged as an error for a human, and the polls go
+    on until LiveVox lets it go.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ desired one a LiveVox call at a time. The transitions are::
     ready ──pause──> paused ──resume──> becoming_ready ──> ready
     logged_out ──paused, not draining──> logging_in ──> joining ──> paused (NOT READY)
     ready ──a call LiveVox holds and no INVITE explains (seen twice)──> on_call
+    on_call (unknown call) ──held past the grace──> wrap_up (its term code) ──> ready
     on_call (unknown call) ──LiveVox lets go──> becoming_ready ──> ready
     any logged in ──closing / drain / admin log-out──> closing ──> logged_out
     any step ──LiveVox unavailable──> backing_off ──timer──> the step again

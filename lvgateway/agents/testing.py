@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from lvgateway.agents.interfaces import Admission, CallClose, IAgentPool, Refusal, Reservation
 from lvgateway.agents.state import moves_not_ready
+from lvgateway.agents.stranded import RecentInvites
 from lvgateway.config.model import phone_key
 from lvgateway.livevox.parsing import Session
 
@@ -41,6 +42,8 @@ class FakeAgent:
     :param session: its current session; made on demand by ``session_for``.
     :param login_error: what ``session_for`` errbacks with when it must log in.
     :param ready_since: what :meth:`FakeAgentPool.ready_since` answers.
+    :param invites: the Session-IDs of the latest INVITEs told to
+        :meth:`FakeAgentPool.invite_seen`, kept as the real pool keeps them.
     """
 
     user_name: str
@@ -54,6 +57,7 @@ class FakeAgent:
     session: Session | None = None
     login_error: Exception | None = None
     ready_since: float | None = None
+    invites: RecentInvites = attrs.field(factory=RecentInvites, eq=False, repr=False)
 
     @property
     def state(self) -> str:
@@ -174,6 +178,13 @@ class FakeAgentPool:
         agent = self.agents.get(user_name.casefold())
         wanted_in = not (self.pauses or self.taking_out or agent is None or not agent.logged_in)
         return moves_not_ready(wanted_in, close)
+
+    def invite_seen(self, user_name: str, call_session_id: str | None) -> None:
+        """Record it, and keep the Session-ID in the agent's recent INVITEs."""
+        self.events.append(("invite_seen", user_name, call_session_id))
+        agent = self.agents.get(user_name.casefold())
+        if agent is not None:
+            agent.invites.add(call_session_id)
 
     def session_for(self, user_name: str) -> Deferred[Session]:
         """Return the agent's session, making one (a "login") when it has none."""

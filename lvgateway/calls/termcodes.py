@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from lvgateway.config.model import WrapupConfig
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
 from lvgateway.livevox.parsing import Session, TermCode, TermCodeCatalogue
+from lvgateway.livevox.termcode_catalogue import find_term_code
 
 __all__ = ["ResolvedTermCode", "TermCodeError", "TermCodes"]
 
@@ -182,9 +183,4 @@ class TermCodes:
         catalogue = self.cached(service_id)
         if catalogue is None:
             return None
-        mapped = self._config.term_codes.get(requested.strip())
-        if mapped is not None:
-            found = catalogue.find(mapped)
-            if found is not None:
-                return found
-        return catalogue.find(requested)
+        return find_term_code(catalogue, requested, self._config.term_codes)

@@ -150,6 +150,13 @@ class AgentTimings:
     :param backoff_base: the first retry delay after a failure.
     :param backoff_max: the ceiling on a retry delay.
     :param not_ready_reason: the reason code sent with NOT READY, if any.
+    :param repair_stranded: close, through LiveVox's API, a call LiveVox holds
+        on an agent that the gateway does not know (see
+        :mod:`lvgateway.agents.stranded`); when false such an agent is only
+        reported, for a person to close.
+    :param stranded_grace: how long a call unknown to the gateway must be
+        held before it is closed: past the call confirmation bound
+        (``WrapupConfig.confirm_within``) plus an INVITE's setup.
     """
 
     login_concurrency: int
@@ -158,6 +165,8 @@ class AgentTimings:
     backoff_base: float
     backoff_max: float
     not_ready_reason: str | None
+    repair_stranded: bool = attrs.field(default=True, kw_only=True)
+    stranded_grace: float = attrs.field(default=60.0, kw_only=True)
 
 
 @attrs.frozen
@@ -222,6 +231,10 @@ class VendorConfig:
     :param no_progress_time: a B leg with no provisional response by then fails over.
     :param no_answer_time: a B leg not answered by then ends the call.
     :param max_call_duration: a call is ended after this long.
+    :param silence_timeout: a connected vendor that has sent neither RTP nor
+        RTCP this long is asked an in-dialog OPTIONS; with no answer within
+        ``options_timeout`` it is gone, and the customer goes to a person.
+    :param options_timeout: how long that OPTIONS waits for any answer.
     """
 
     endpoints: tuple[VendorEndpoint, ...]
@@ -233,6 +246,8 @@ class VendorConfig:
     no_progress_time: float
     no_answer_time: float
     max_call_duration: float
+    silence_timeout: float = 4.0
+    options_timeout: float = 2.0
 
 
 @attrs.frozen
@@ -269,6 +284,9 @@ class WrapupConfig:
     :param fallback_term_code: used, with an error logged, when a vendor
         names a term code the catalogue lacks.
     :param transfer_term_code: used for a transfer that names no term code.
+    :param stranded_term_code: saved for a call LiveVox holds on an agent
+        that the gateway does not know (``None``: ``transfer_term_code``, so
+        a customer who may still be waiting is handed to a person).
     :param transfer_order: whether the term code is saved before the
         LiveVox leg is ended, or after.
     :param transfer_timeout: how long a transfer waits for its posts before
@@ -276,17 +294,28 @@ class WrapupConfig:
     :param create_missing_contacts: create a contact whose account LiveVox lacks.
     :param max_age: a wrap-up still failing after this long becomes a dead letter.
     :param retention: how long finished call records are kept.
+    :param confirm_calls: confirm every accepted call in the agent's LiveVox
+        status, and end one LiveVox shows no trace of; off only in a lab,
+        where something other than LiveVox dials the 899 numbers.
+    :param confirm_within: how long LiveVox may take to show a routed call
+        in the agent's status; only a status read at or after it that shows
+        the agent without the call ends the call.
+    :param confirm_polls: the most status reads one call's confirmation makes.
     """
 
     term_codes: Mapping[str, str]
     defaults: Mapping[str, str]
     fallback_term_code: str
     transfer_term_code: str
+    stranded_term_code: str | None = attrs.field(default=None, kw_only=True)
     transfer_order: TransferOrder
     transfer_timeout: float
     create_missing_contacts: bool
     max_age: float
     retention: float
+    confirm_calls: bool = True
+    confirm_within: float = 10.0
+    confirm_polls: int = 6
 
 
 @attrs.frozen

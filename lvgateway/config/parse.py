@@ -111,7 +111,26 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         root.problems.add(
             "agents", "no agents: expected at least one [[agents]] or [[agent_ranges]]"
         )
+    _check_stranded_grace(root, config)
     return config
+
+
+#: The longest an INVITE's setup can take: LiveVox retransmits it over UDP
+#: until its transaction times out (RFC 3261 Timer B, 64 x T1 = 32 s).
+INVITE_SETUP_BOUND = 32.0
+
+
+def _check_stranded_grace(root: Table, config: GatewayConfig) -> None:
+    """A call is taken as stranded only once its INVITE could no longer arrive and be confirmed."""
+    timings, wrapup = config.agent_timings, config.wrapup
+    least = wrapup.confirm_within + INVITE_SETUP_BOUND
+    if timings.repair_stranded and timings.stranded_grace <= least:
+        root.problems.add(
+            "agent_timings.stranded_grace",
+            f"found {timings.stranded_grace:g}, expected more than wrapup.confirm_within"
+            f" + {INVITE_SETUP_BOUND:g} s of INVITE setup ({least:g}): a call still being"
+            " set up would be closed as stranded",
+        )
 
 
 def _identity(root: Table) -> GatewayIdentity:
@@ -309,6 +328,8 @@ def _agent_timings(root: Table) -> AgentTimings:
         backoff_base=t.number("backoff_base", 1.0, low=0.01),
         backoff_max=t.number("backoff_max", 300.0, low=0.01),
         not_ready_reason=t.string("not_ready_reason", None),
+        repair_stranded=t.boolean("repair_stranded", True),
+        stranded_grace=t.number("stranded_grace", 60.0, low=1.0),
     )
     if timings.cycle_interval >= 7200.0:
         t.problems.add(
@@ -400,6 +421,8 @@ def _vendor(root: Table) -> VendorConfig:
         no_progress_time=t.number("no_progress_time", 5.0, low=0.5),
         no_answer_time=t.number("no_answer_time", 30.0, low=1.0),
         max_call_duration=t.number("max_call_duration", 7200.0, low=10.0),
+        silence_timeout=t.number("silence_timeout", 4.0, low=0.5),
+        options_timeout=t.number("options_timeout", 2.0, low=0.2),
     )
     t.finish()
     return vendor
@@ -475,6 +498,7 @@ def _wrapup(root: Table) -> WrapupConfig:
         defaults=defaults,
         fallback_term_code=named("fallback_term_code"),
         transfer_term_code=named("transfer_term_code"),
+        stranded_term_code=named("stranded_term_code", "") or None,
         transfer_order=t.string(
             "transfer_order",
             "term_code_then_end",
@@ -484,6 +508,9 @@ def _wrapup(root: Table) -> WrapupConfig:
         create_missing_contacts=t.boolean("create_missing_contacts", False),
         max_age=t.number("max_age", 86400.0, low=60.0),
         retention=t.number("retention_days", 30.0, low=0.0) * 86400.0,
+        confirm_calls=t.boolean("confirm_calls", True),
+        confirm_within=t.number("confirm_within", 10.0, low=1.0),
+        confirm_polls=t.integer("confirm_polls", 6, low=2, high=20),
     )
     t.finish()
     return wrapup

@@ -14,6 +14,8 @@ The parts, one concept each:
 - :mod:`~lvgateway.livevox.transport`: the HTTP layer (headers, version
   prefix, whole-request timeout, retries, the in-flight cap) and
   :func:`http_client_for`;
+- :mod:`~lvgateway.livevox.termcode_catalogue`: finding a term code in a
+  service's catalogue by a config name, a LiveVox name or an id;
 - :mod:`~lvgateway.livevox.calls`: the catalogue of calls and why each is,
   or is not, retried;
 - :mod:`~lvgateway.livevox.metrics`: the Prometheus metrics;

@@ -12,6 +12,7 @@ exact rules are not public; see docs/livevox-unknowns.md)::
     LOGOFF --login--> LOGON --join--> NOTREADY <--ready/notReady--> READY
     READY --(sandbox starts a call)--> INCALL --call end--> WRAPUP
     INCALL or WRAPUP --term code--> READY, or NOTREADY with moveAgentToNotReady
+    (INCALL refuses it with ``refuse_term_code_in_call``: call end first)
     any --last session expires or logs out--> LOGOFF
 
 ``ready`` and ``notReady`` without a joined service are refused with 400, and
@@ -440,7 +441,8 @@ class LiveVoxState:
         :raises ContractError: 400 (breach :data:`REPEATED_TERM_CODE`) for a
             term code for a call already closed; its ``repeats`` goes up.
         :raises LiveVoxError: 400 for a missing id, a call that does not
-            match, or a term code not in the call's service's catalogue.
+            match, a term code not in the call's service's catalogue, or (with
+            ``refuse_term_code_in_call``) a call still INCALL.
         """
         line = self.line(session)
         transaction_id = id_field(body, "callTransactionId")
@@ -510,6 +512,14 @@ class LiveVoxState:
                 REPEATED_TERM_CODE,
             )
 
+        if (
+            self.config.refuse_term_code_in_call
+            and line.current_call is call
+            and line.state is LineState.INCALL
+        ):
+            raise LiveVoxError(
+                400, f"Call {transaction_id} is in progress: end it before saving its term code"
+            )
         now = self.clock.seconds()
         call.term_code_id = term_code_id
         call.term_coded_at = now

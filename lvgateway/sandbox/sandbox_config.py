@@ -433,6 +433,10 @@ class SandboxConfig:
         shows the agent's last call, once closed, on a READY or NOTREADY line
         (LIVEVOX_API.md section 3.4 leaves open whether LiveVox does); when
         false a line shows only a call in progress.
+    :param refuse_term_code_in_call: whether a term code for a call still
+        INCALL is refused with 400 until the call is ended
+        (``customer/call/end``); when false (the default) it closes the call.
+        LIVEVOX_API.md does not say which LiveVox does.
     :param journal_size: how many requests the journal keeps.
     :param fault_seed: the seed of the random generator behind error rates.
     :param users: the logins.
@@ -459,6 +463,7 @@ class SandboxConfig:
     contacts: tuple[Mapping[str, Any], ...]
     aia: AiaConfig | None
     status_shows_last_call: bool = False
+    refuse_term_code_in_call: bool = False
     sip: SipConfig = SipConfig()
     dialler: DiallerConfig = DiallerConfig()
     echo_bot: EchoBotConfig = EchoBotConfig()
@@ -739,6 +744,7 @@ def sandbox_config_from_dict(
     validate_extends = lv.boolean("validate_extends_session", False)
     agent_contacts = lv.boolean("agent_contact_access", True)
     shows_last_call = lv.boolean("status_shows_last_call", False)
+    refuse_in_call = lv.boolean("refuse_term_code_in_call", False)
     journal_size = lv.integer("journal_size", 10000, minimum=1)
     seed = lv.integer("fault_seed", 1)
     lv.done()
@@ -797,6 +803,7 @@ def sandbox_config_from_dict(
         validate_extends_session=validate_extends,
         agent_contact_access=agent_contacts,
         status_shows_last_call=shows_last_call,
+        refuse_term_code_in_call=refuse_in_call,
         journal_size=journal_size,
         fault_seed=seed,
         users=tuple(users),
