@@ -17,6 +17,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 
 from lvgateway.agents.pool import AgentPool
+from lvgateway.agents.stranded import StrandedSettings
 from lvgateway.calls.blocking import ThreadPoolRunner
 from lvgateway.calls.service import CallService, catalogue_agents
 from lvgateway.calls.store import CallStore
@@ -135,6 +136,8 @@ def build_gateway(
         config.hours,
         registry=registry,
         password_warning_days=config.livevox.password_expiry_warning_days,
+        call_api=livevox,
+        stranded=StrandedSettings.from_config(config.agent_timings, config.wrapup),
     )
     agents.register_drain(drain)
     control.routes.add_route("agents", AgentsResource(agents, reactor))
@@ -144,7 +147,6 @@ def build_gateway(
     calls.hold_pool_until_recovered()
     readiness.add_check("call store open", calls.readiness)
     control.routes.add_route("calls", CallsAdmin(calls))
-    add("calls", calls)
     readiness.add_check("livevox", livevox_metrics.unreachable)
     media = make_media_relay(
         reactor,
@@ -158,7 +160,10 @@ def build_gateway(
     add("media", MediaRelayService(media))
     sip = SipService(reactor, config, agents, calls, media, registry, drain, readiness)
     calls.set_legs(sip.router)
+    # SIP before calls: the stack listens (bound in its startService) before
+    # the store recovers and ends the legs a crash left up (lvgateway.sip.orphans).
     add("sip", sip)
+    add("calls", calls)
     if config.vendor_api is not None:
         vendor_api = vendor_api_service(reactor, config.vendor_api.listen, config.vendor_api.token)
         vendor_api.routes.add_route("calls", VendorCalls(calls))

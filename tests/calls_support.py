@@ -119,8 +119,11 @@ class Harness:
 
     # -- LiveVox's side -------------------------------------------------------------------
 
+    #: Set to have the next calls come from a stranger: LiveVox never routes them.
+    rogue = False
+
     async def dial(self, agent: str) -> PlacedCall:
-        """Put a call through to a READY agent at the fake LiveVox."""
+        """Put a call through to a READY agent at the fake LiveVox (unless :attr:`rogue`)."""
         n = next(self._ids)
         call = CallDetails(
             call_transaction_id=f"1475165943{n:02d}",
@@ -129,7 +132,8 @@ class Harness:
             phone_number="9195550100",
             service_id=SERVICE,
         )
-        self.livevox.place_call(agent, call)
+        if not self.rogue:
+            self.livevox.place_call(agent, call)
         assert call.call_session_id and call.call_transaction_id
         return PlacedCall(
             agent=agent,

@@ -57,6 +57,8 @@ TABLE: dict[tuple[Phase, EventKind], tuple[bool, str | None, bool, LegAction, Le
     (Phase.ACCEPTING, K.DRAIN_TIMEOUT): (True, "gateway_failure", False, E, N),
     (Phase.ACCEPTING, K.STORE_FAILED): (True, "setup_failed", False, E, N),
     (Phase.ACCEPTING, K.CRASH_RECOVERY): (True, "gateway_failure", False, E, N),
+    (Phase.ACCEPTING, K.VENDOR_DIED): NOTHING,
+    (Phase.ACCEPTING, K.NOT_ROUTED): NOTHING,
     # Dialling the vendor: the LiveVox leg is unanswered, so it can only be refused.
     (Phase.DIALLING, K.LIVEVOX_HANGUP): (True, "caller_hangup", False, N, E),
     (Phase.DIALLING, K.VENDOR_HANGUP): (True, "vendor_hangup", False, E, N),
@@ -68,7 +70,9 @@ TABLE: dict[tuple[Phase, EventKind], tuple[bool, str | None, bool, LegAction, Le
     (Phase.DIALLING, K.MEDIA_SILENCE): (True, "timeout", False, E, E),
     (Phase.DIALLING, K.DRAIN_TIMEOUT): (True, "gateway_failure", True, E, E),
     (Phase.DIALLING, K.STORE_FAILED): (True, "setup_failed", False, E, E),
-    (Phase.DIALLING, K.CRASH_RECOVERY): (True, "gateway_failure", False, N, N),
+    (Phase.DIALLING, K.CRASH_RECOVERY): (True, "gateway_failure", True, E, E),
+    (Phase.DIALLING, K.VENDOR_DIED): NOTHING,  # the setup timers cover a vendor that never answers
+    (Phase.DIALLING, K.NOT_ROUTED): (True, "not_routed", False, E, E),
     # Connected: a transfer keeps the customer's leg up until the posts are made.
     (Phase.CONNECTED, K.LIVEVOX_HANGUP): (True, "caller_hangup", False, N, E),
     (Phase.CONNECTED, K.VENDOR_HANGUP): (True, "vendor_hangup", False, E, N),
@@ -80,7 +84,9 @@ TABLE: dict[tuple[Phase, EventKind], tuple[bool, str | None, bool, LegAction, Le
     (Phase.CONNECTED, K.MEDIA_SILENCE): (True, "timeout", False, E, E),
     (Phase.CONNECTED, K.DRAIN_TIMEOUT): (True, "gateway_failure", True, H, E),
     (Phase.CONNECTED, K.STORE_FAILED): NOTHING,
-    (Phase.CONNECTED, K.CRASH_RECOVERY): (True, "gateway_failure", False, N, N),
+    (Phase.CONNECTED, K.CRASH_RECOVERY): (True, "gateway_failure", True, E, E),
+    (Phase.CONNECTED, K.VENDOR_DIED): (True, "timeout", True, H, E),
+    (Phase.CONNECTED, K.NOT_ROUTED): (True, "not_routed", False, E, E),
     # A transfer under way: the LiveVox leg waits for the posts; the vendor leg goes.
     (Phase.TRANSFERRING, K.LIVEVOX_HANGUP): (False, None, False, N, E),
     (Phase.TRANSFERRING, K.VENDOR_HANGUP): (False, None, False, N, N),
@@ -93,6 +99,8 @@ TABLE: dict[tuple[Phase, EventKind], tuple[bool, str | None, bool, LegAction, Le
     (Phase.TRANSFERRING, K.DRAIN_TIMEOUT): (False, None, False, N, E),
     (Phase.TRANSFERRING, K.STORE_FAILED): NOTHING,
     (Phase.TRANSFERRING, K.CRASH_RECOVERY): NOTHING,
+    (Phase.TRANSFERRING, K.VENDOR_DIED): (False, None, False, N, E),
+    (Phase.TRANSFERRING, K.NOT_ROUTED): NOTHING,
     # Ended: the end stands; a leg still up goes.
     (Phase.ENDED, K.LIVEVOX_HANGUP): (False, None, False, N, E),
     (Phase.ENDED, K.VENDOR_HANGUP): (False, None, False, E, N),
@@ -105,6 +113,8 @@ TABLE: dict[tuple[Phase, EventKind], tuple[bool, str | None, bool, LegAction, Le
     (Phase.ENDED, K.DRAIN_TIMEOUT): (False, None, False, E, E),
     (Phase.ENDED, K.STORE_FAILED): NOTHING,
     (Phase.ENDED, K.CRASH_RECOVERY): NOTHING,
+    (Phase.ENDED, K.VENDOR_DIED): (False, None, False, E, E),
+    (Phase.ENDED, K.NOT_ROUTED): NOTHING,
 }
 
 
@@ -129,7 +139,9 @@ def test_outcome_of_each_event_in_each_phase(phase: Phase, kind: EventKind) -> N
     assert got == TABLE[phase, kind]
     # A leg held for a transfer is a transfer; a posted call has a term code.
     assert outcome.livevox_leg is not H or outcome.transfer
-    assert outcome.posts == (outcome.ends_call and record is not None)
+    assert outcome.posts == (
+        outcome.ends_call and record is not None and outcome.end_reason != "not_routed"
+    )
     if outcome.livevox_leg is E and phase in (Phase.ACCEPTING, Phase.DIALLING):
         assert outcome.cause >= 400, "an unanswered leg is refused, never redirected"
 
@@ -140,7 +152,7 @@ def test_outcome_of_each_event_in_each_phase(phase: Phase, kind: EventKind) -> N
         (K.LIVEVOX_HANGUP, None, CONFIG.defaults["caller_hangup"]),
         (K.VENDOR_HANGUP, None, CONFIG.defaults["vendor_hangup"]),
         (K.DURATION_TIMEOUT, None, CONFIG.defaults["timeout"]),
-        (K.CRASH_RECOVERY, None, CONFIG.defaults["gateway_failure"]),
+        (K.CRASH_RECOVERY, Disposition(term_code="Paid"), CONFIG.transfer_term_code),
         (K.VENDOR_HANGUP, Disposition(term_code="AI Payment Taken"), "AI Payment Taken"),
         (K.VENDOR_HANGUP, Disposition(next_action="transfer"), CONFIG.transfer_term_code),
         (K.VENDOR_REFER, None, CONFIG.transfer_term_code),
@@ -182,6 +194,20 @@ def test_a_vendor_redirect_before_the_answer_is_refused_503() -> None:
     assert (outcome.livevox_leg, outcome.cause) == (E, 503)
     busy = decide(RECORDS[Phase.DIALLING], CallEvent(K.SETUP_FAILED, code=486), CONFIG)
     assert busy.cause == 486
+
+
+def test_a_call_livevox_never_routed_posts_nothing() -> None:
+    """Both legs end with a 403 Reason, and no term code is asked: LiveVox has no such call."""
+    outcome = decide(RECORDS[Phase.CONNECTED], CallEvent(K.NOT_ROUTED), CONFIG)
+    assert (outcome.term_code, outcome.posts, outcome.cause) == (None, False, 403)
+
+
+def test_a_dead_vendor_hands_the_customer_to_a_person() -> None:
+    """Whatever the bot had said, the customer's leg is held for the transfer's posts."""
+    record = attrs.evolve(RECORDS[Phase.CONNECTED], disposition=Disposition(term_code="Paid"))
+    assert isinstance(record, CallRecord)
+    outcome = decide(record, CallEvent(K.VENDOR_DIED), CONFIG)
+    assert (outcome.term_code, outcome.livevox_leg) == (CONFIG.transfer_term_code, H)
 
 
 def test_nothing_outcome_is_the_default() -> None:

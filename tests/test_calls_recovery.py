@@ -10,7 +10,7 @@ from lvgateway.calls.errors import UnknownCallError
 from lvgateway.calls.records import CallState, StepState
 from lvgateway.livevox.errors import LiveVoxClientError, LiveVoxServerError
 from lvgateway.livevox.testing import failure_of, result_of
-from tests.calls_support import DONE_ID, PAYMENT_ID, TRANSFER_ID, Harness, run
+from tests.calls_support import DONE_ID, TRANSFER_ID, Harness, run
 
 
 def restart(before: Harness, tmp_path: Path) -> Harness:
@@ -20,7 +20,7 @@ def restart(before: Harness, tmp_path: Path) -> Harness:
 
 
 def test_live_calls_and_wrapups_are_recovered_at_start(tmp_path: Path) -> None:
-    """Calls live at the stop get the gateway_failure default (or the vendor's word); one in flight is not sent twice."""
+    """Calls live at the stop go to a person (the transfer term code, whatever the vendor had said); one in flight is not sent twice."""
     h1 = Harness(str(tmp_path))
     live = h1.place("AIVA1")
     with_word = h1.place("AIVA2")
@@ -42,7 +42,7 @@ def test_live_calls_and_wrapups_are_recovered_at_start(tmp_path: Path) -> None:
     by_call = {s["call_transaction_id"]: s["term_code_id"] for s in h2.saved()}
     assert by_call == {
         live.call_transaction_id: TRANSFER_ID,
-        with_word.call_transaction_id: PAYMENT_ID,
+        with_word.call_transaction_id: TRANSFER_ID,
         in_flight.call_transaction_id: DONE_ID,
     }
     assert len(h2.saved()) == 3

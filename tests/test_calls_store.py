@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,14 @@ from twisted.internet.defer import Deferred
 
 from lvgateway.calls.blocking import InlineRunner, ThreadPoolRunner
 from lvgateway.calls.records import CallRecord, CallState, Disposition, StepState
-from lvgateway.calls.store import COLUMNS, CallStore, record_from_row, row_from_record
+from lvgateway.calls.store import (
+    _DDL,
+    COLUMNS,
+    SCHEMA_VERSION,
+    CallStore,
+    record_from_row,
+    row_from_record,
+)
 from lvgateway.livevox.testing import failure_of, result_of
 
 T = TypeVar("T")
@@ -97,7 +105,7 @@ def test_wal_and_schema_version(store: CallStore) -> None:
     mode = result_of(store.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]))
     sync = result_of(store.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]))
     version = result_of(store.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]))
-    assert (mode, sync, version) == ("wal", 2, 1)
+    assert (mode, sync, version) == ("wal", 2, SCHEMA_VERSION)
 
 
 def test_round_trip(store: CallStore) -> None:
@@ -107,6 +115,86 @@ def test_round_trip(store: CallStore) -> None:
     result_of(store.save(r))
     assert result_of(store.get("c1")) == r
     assert result_of(store.get("nope")) is None
+
+
+#: A leg's dialog as the SIP part writes it: opaque JSON to the store.
+DIALOG = {
+    "call_id": "5e1c1a6f@10.0.0.9",
+    "local_tag": "a1b2",
+    "remote_tag": "telstage-1",
+    "local_uri": "<sip:+18990000001@10.0.0.5:5070>",
+    "remote_uri": "<sip:+19192109237@10.0.0.9>",
+    "remote_target": "sip:lv@10.0.0.9:5060",
+    "route_set": ["<sip:10.0.0.1;lr>"],
+    "local_cseq": 4117826,
+    "next_hop_host": "10.0.0.1",
+    "next_hop_port": 5060,
+    "next_hop_transport": "udp",
+}
+
+
+def test_dialogs_round_trip(store: CallStore) -> None:
+    """A live record's dialogs read back equal; a record without any keeps none (NULL in its column)."""
+    live = record("live", state=CallState.CONNECTED, dialogs={"livevox": DIALOG, "vendor": DIALOG})
+    result_of(store.save(live))
+    result_of(store.save(record("none")))
+    assert result_of(store.get("live")) == live
+    assert result_of(store.get("none")).dialogs == {}
+    raw = result_of(
+        store.run(
+            lambda c: c.execute("SELECT call_id, dialogs FROM calls ORDER BY call_id").fetchall()
+        )
+    )
+    assert raw[0][0] == "live" and json.loads(raw[0][1])["vendor"]["local_cseq"] == 4117826
+    assert raw[1] == ("none", None)
+    assert record("x", dialogs={"livevox": DIALOG}).to_json()["dialogs"] == ["livevox"]
+
+
+def version_1_file(tmp_path: Path, call_id: str = "old", stamp: int = 1) -> None:
+    """Write a calls file as a schema version 1 gateway left it: no dialogs column, one live call."""
+    ddl = _DDL.replace(",\n    dialogs TEXT", "")
+    assert "dialogs" not in ddl
+    old_columns = [c for c in COLUMNS if c != "dialogs"]
+    row = row_from_record(record(call_id, state=CallState.CONNECTED))[: len(old_columns)]
+    with sqlite3.connect(tmp_path / "calls.sqlite3") as db:
+        db.executescript(ddl)
+        db.execute(
+            f"INSERT INTO calls ({', '.join(old_columns)}) VALUES ({', '.join('?' for _ in row)})",
+            row,
+        )
+        db.execute(f"PRAGMA user_version={stamp}")
+    db.close()
+
+
+@pytest.mark.parametrize("stamp", [1, 0], ids=["version-1", "version-1-unstamped"])
+def test_a_version_1_file_gains_the_dialogs_column(tmp_path: Path, stamp: int) -> None:
+    """Opening a file of the last schema adds the column and the version, keeps its rows, and saves dialogs."""
+    version_1_file(tmp_path, stamp=stamp)
+    s = CallStore(str(tmp_path), InlineRunner())
+    result_of(s.open())
+    version = result_of(s.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]))
+    info = result_of(s.run(lambda c: c.execute("PRAGMA table_info(calls)").fetchall()))
+    assert version == SCHEMA_VERSION
+    assert tuple(row[1] for row in info) == COLUMNS
+    old = result_of(s.get("old"))
+    assert old == record("old", state=CallState.CONNECTED)
+    assert old.dialogs == {}
+    result_of(s.save(attrs.evolve(old, dialogs={"livevox": DIALOG})))
+    result_of(s.close())
+    again = CallStore(str(tmp_path), InlineRunner())
+    result_of(again.open())
+    assert result_of(again.get("old")).dialogs == {"livevox": DIALOG}
+    result_of(again.close())
+
+
+def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file stamped with a version this gateway does not know is not opened, and says why."""
+    with sqlite3.connect(tmp_path / "calls.sqlite3") as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    error = failure_of(CallStore(str(tmp_path), InlineRunner()).open())
+    assert isinstance(error, sqlite3.DatabaseError)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(error)
 
 
 def test_save_replaces_the_row(store: CallStore) -> None:

@@ -372,23 +372,27 @@ def test_ids_found_by_status_when_the_invite_has_no_transaction_id(h: Harness) -
     assert (found.account, found.phone_dialed) == ("1001", "9195550100")
 
 
-def test_transaction_header_is_used_directly(h: Harness) -> None:
-    """An INVITE with X-transaction-id needs no status look-up."""
+def test_transaction_header_is_used_and_the_session_id_still_confirmed(h: Harness) -> None:
+    """An INVITE with X-transaction-id keeps that id, and is still confirmed by its Session-ID in one read."""
     record = h.place(transaction_header=True)
     assert record.call_transaction_id == "147516594301" and record.ids_source == "headers"
-    assert h.calls_made("agent_status") == []
+    assert len(h.calls_made("agent_status")) == 1, "headers can be forged: one read confirms"
+    h.clock.advance(h.config.confirm_within + 1)
+    assert len(h.calls_made("agent_status")) == 1, "confirmed: no more reads"
     run(h.source.caller_hangs_up(record.call_id))
     [saved] = h.saved()
     assert saved["call_transaction_id"] == "147516594301"
-    # Without the status the number dialled is the caller's.
-    assert saved["phone_dialed"] == "+19195550100"
+    assert saved["phone_dialed"] == "9195550100"
 
 
 def test_failed_id_lookup_is_retried_at_wrap_up(h: Harness) -> None:
-    """When every look-up at acceptance fails, the wrap-up finds the ids before the term code."""
-    h.livevox.fail_next("agent_status", LiveVoxServerError("agent_status", 503), times=4)
+    """When every look-up at acceptance fails, the call stands, and the wrap-up finds the ids before the term code."""
+    polls = h.config.confirm_polls
+    h.livevox.fail_next("agent_status", LiveVoxServerError("agent_status", 503), times=polls)
     record = h.place()
-    h.clock.pump([1.0] * 5)
+    h.clock.pump([1.0] * int(h.config.confirm_within + 2))
+    assert len(h.calls_made("agent_status")) == polls
+    assert h.record(record.call_id).state is CallState.CONNECTED, "an outage ends no call"
     assert h.record(record.call_id).call_transaction_id is None
     run(h.source.caller_hangs_up(record.call_id))
     [saved] = h.saved()
@@ -396,11 +400,44 @@ def test_failed_id_lookup_is_retried_at_wrap_up(h: Harness) -> None:
     assert h.record(record.call_id).ids_source == "status"
 
 
+def test_a_call_livevox_never_routed_is_ended_and_nothing_posted(h: Harness) -> None:
+    """The agent's status shows no such call after confirm_within: both legs end, nothing is posted, the agent is free."""
+    h.rogue = True
+    record = h.place()
+    h.clock.pump([0.5] * int(2 * h.config.confirm_within - 2))
+    assert h.record(record.call_id).is_live, "not before the deciding read"
+    h.clock.pump([0.5] * 6)
+    assert [event.kind for _, event in h.source.told] == [EventKind.NOT_ROUTED]
+    assert h.source.hang_ups == [(record.call_id, "not_routed")], "the SIP part ends the legs"
+    closed = h.record(record.call_id)
+    assert (closed.state, closed.end_reason) == (CallState.DONE, "not_routed")
+    assert h.saved() == [] and h.aia is not None and h.aia.posted == []  # type: ignore[attr-defined]
+    assert h.pool.wrapups_done() == {record.call_id: False}
+    assert metric(h, "lvgateway_calls_ended_total", reason="not_routed") == 1
+    assert len(h.calls_made("agent_status")) == h.config.confirm_polls
+    h.rogue = False
+    routed = h.place()
+    run(h.source.caller_hangs_up(routed.call_id))
+    assert [s["call_transaction_id"] for s in h.saved()] == [
+        h.record(routed.call_id).call_transaction_id
+    ]
+
+
+def test_an_unchanged_status_never_ends_a_call(h: Harness) -> None:
+    """A status that says nothing (no body) is no proof: the stranger's call stands until it ends."""
+    h.rogue = True
+    h.livevox.unchanged_status = True
+    record = h.place()
+    h.clock.pump([1.0] * int(h.config.confirm_within + 2))
+    assert h.source.told == [] and h.record(record.call_id).is_live
+
+
 def test_call_closed_at_livevox_without_ids_is_skipped(h: Harness) -> None:
     """A call LiveVox closed on its own (no ids, not on the line) needs no term code: skipped, agent freed."""
-    h.livevox.fail_next("agent_status", LiveVoxServerError("agent_status", 503), times=4)
+    polls = h.config.confirm_polls
+    h.livevox.fail_next("agent_status", LiveVoxServerError("agent_status", 503), times=polls)
     record = h.place()
-    h.clock.pump([1.0] * 5)
+    h.clock.pump([1.0] * int(h.config.confirm_within + 2))
     h.livevox.agent("AIVA1").state = "READY"
     h.livevox.agent("AIVA1").call = None
     run(h.source.caller_hangs_up(record.call_id))

@@ -68,8 +68,17 @@ def wait_for(what: str, bound: float, check: Callable[[], Any]) -> Any:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """The demo gateway (and its sandbox child) running from a copy of etc/."""
+    yield from run_demo(tmp_path)
+
+
+def run_demo(
+    tmp_path: Path, edit: Callable[[str], str] = lambda text: text
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """Run the demo from a copy of etc/ whose demo.toml ``edit`` may change; kill it at the end."""
     etc = tmp_path / "etc"
     shutil.copytree(ROOT / "etc", etc, ignore=shutil.ignore_patterns("manhole.passwd", "secrets"))
+    config = etc / "demo.toml"
+    config.write_text(edit(config.read_text()))
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -85,7 +94,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
         if process.poll() is None:
             process.kill()
             process.wait()
-        subprocess.run(["pkill", "-f", "--config sandbox.toml --dial-rate"], check=False)
+        # The sandbox child outlives a killed gateway; "--" keeps pkill from reading the
+        # pattern as its own options.
+        subprocess.run(["pkill", "-f", "--", "--config sandbox.toml --dial-rate"], check=False)
 
 
 def readme_metrics() -> list[str]:

@@ -103,9 +103,9 @@ def test_make_service_builds_named_children(gateway_config_path: Path) -> None:
         "json_log",
         "control",
         "agents",
-        "calls",
         "media",
         "sip",
+        "calls",
         "vendor_api",
         "manhole",
     ]

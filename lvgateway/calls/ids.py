@@ -7,6 +7,13 @@ by its callSessionId, and keeps the transaction id, account and number
 dialled: at acceptance (in the background, a few tries), and again in the
 wrap-up if still unknown.
 
+The reads at acceptance also confirm the call (:meth:`IdFinder.confirm`):
+headers can be forged, so every call is matched in the status by the
+INVITE's ``Session-ID`` even when it names a transaction id. A call the
+agent's status still does not show once LiveVox has had ``confirm_within``
+to list it was not routed by LiveVox, and is ended; a read that fails or
+says nothing never ends a call.
+
 The same answer tells the wrap-up whether LiveVox has closed the call, which
 is how a term code whose answer was lost is known to have landed. LIVEVOX_API.md
 allows two readings of a closed call's line: the call gone from it, or the
@@ -17,7 +24,7 @@ progress) with this call on it means LiveVox still holds the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
 from typing import Any
 
 import attrs
@@ -35,7 +42,14 @@ from lvgateway.livevox.errors import SessionExpiredError
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
 from lvgateway.livevox.parsing import AgentStatus, CallDetails, LineStatus, Session
 
-__all__ = ["IdFinder", "Sighting", "line_holding", "match_call"]
+__all__ = [
+    "IdFinder",
+    "Sighting",
+    "Verdict",
+    "confirm_schedule",
+    "line_holding",
+    "match_call",
+]
 
 #: Line states in which the call shown on the line is closed at LiveVox (its
 #: term code saved): the agent is free again, whether or not the line still
@@ -68,6 +82,24 @@ def match_call(record: CallRecord, status: AgentStatus) -> CallDetails | None:
         if line.call is not None and (line.state or "").upper() not in FREE_LINE_STATES
     ]
     return busy[0] if len(busy) == 1 else None
+
+
+class Verdict(enum.Enum):
+    """What the agent's status said of a newly accepted call."""
+
+    CONFIRMED = "confirmed"  # LiveVox shows the call on the agent: it routed it
+    NOT_ROUTED = "not_routed"  # the deciding read shows the agent without the call
+    UNKNOWN = "unknown"  # the reads failed or said nothing: the call stands
+    GONE = "gone"  # the call ended before a verdict
+
+
+def confirm_schedule(within: float, polls: int) -> list[float]:
+    """Return when to read the status, in seconds after acceptance: at once, then doubling to ``within``.
+
+    :param within: when the last, deciding read is made.
+    :param polls: how many reads (at least 2).
+    """
+    return [0.0] + [within / 2 ** (polls - 2 - i) for i in range(polls - 1)]
 
 
 def line_holding(status: AgentStatus, call: CallDetails) -> LineStatus | None:
@@ -181,33 +213,45 @@ class IdFinder:
                     )
         return Sighting(status, call, record)
 
-    async def at_acceptance(
-        self, call_id: str, delays: Sequence[float] = (0.0, 0.5, 1.0, 2.0)
-    ) -> None:
-        """Try to find a newly accepted call's ids, a few times; the wrap-up tries again if not found.
+    async def confirm(self, call_id: str, within: float, polls: int) -> Verdict:
+        """Confirm a newly accepted call in its agent's status, keeping the ids found.
 
-        Never raises (but for cancellation): a failure is logged.
+        Reads the status on :func:`confirm_schedule`; the first read that
+        shows the call confirms it. Only the last read, made ``within``
+        seconds after acceptance without ``stateChangedAfter``, can say the
+        call was not routed: the agent listed with no such call. A failed or
+        empty read says nothing, so an outage never ends a real call. Never
+        raises (but for cancellation).
 
         :param call_id: the call.
-        :param delays: the wait before each try.
+        :param within: how long LiveVox may take to show a routed call.
+        :param polls: the most reads to make.
         """
-        for delay in delays:
-            if delay:
+        started = self._clock.seconds()
+        verdict = Verdict.UNKNOWN
+        schedule = confirm_schedule(within, polls)
+        for n, at in enumerate(schedule):
+            delay = started + at - self._clock.seconds()
+            if delay > 0:
                 await deferLater(self._clock, delay, lambda: None)
             record = self._book.get(call_id)
-            if record is None or not record.is_live or record.call_transaction_id is not None:
-                return
-            session: Session | None = None
+            if record is None or not record.is_live:
+                return Verdict.GONE
+            last = n == len(schedule) - 1
             ready = self._pool.ready_since(record.agent)
+            # "just before the agent's last READY" (DESIGN.md): the call came
+            # after it. The deciding read asks for the whole status.
+            since = ready - 1.0 if ready and not last else None
+            session: Session | None = None
             try:
                 session = await self._pool.session_for(record.agent)
-                # "just before the agent's last READY" (DESIGN.md): the call came after it.
-                sighting = await self.look(record, session, ready - 1.0 if ready else None)
+                sighting = await self.look(record, session, since)
             except CancelledError:
                 raise
             except SessionExpiredError:
                 if session is not None:
                     self._pool.session_expired(record.agent, session)
+                verdict = Verdict.UNKNOWN
                 continue
             except Exception as e:
                 log.warn(
@@ -216,11 +260,16 @@ class IdFinder:
                     agent=record.agent,
                     error=str(e),
                 )
+                verdict = Verdict.UNKNOWN
                 continue
-            if sighting.call is not None and sighting.call.call_transaction_id:
-                return
-        self._metrics.step("ids", "retried")
-        log.info(
-            "call {call_id}: LiveVox's transaction id not found at acceptance; the wrap-up asks again",
-            call_id=call_id,
-        )
+            if sighting.call is not None:
+                return Verdict.CONFIRMED
+            verdict = Verdict.UNKNOWN if sighting.status.unchanged else Verdict.NOT_ROUTED
+        if verdict is Verdict.UNKNOWN:
+            self._metrics.step("ids", "retried")
+            log.info(
+                "call {call_id}: LiveVox's status did not confirm the call; it stands,"
+                " and the wrap-up asks again for its ids",
+                call_id=call_id,
+            )
+        return verdict

@@ -6,7 +6,8 @@
   it. :class:`~lvgateway.calls.service.CallService` provides it.
 - :class:`ICallLegs` is implemented *by the SIP part*: the store uses it to
   end the LiveVox leg of a transferred call once LiveVox has the transfer
-  ("close this call now, then tell me to hang up").
+  ("close this call now, then tell me to hang up"), and, at start-up, the
+  legs a crash left up, from the dialogs :meth:`ICalls.note_dialogs` kept.
 - :class:`ICallAdmin` is what operators get: list records, re-drive or
   dismiss a dead letter. The control API and the manhole use it.
 
@@ -20,7 +21,8 @@ The calls part tells the agent pool about each call itself
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
@@ -47,6 +49,34 @@ class ICallLegs(Interface):
         :returns: ``Deferred[None]`` that fires once the BYE is sent, or at
             once when the call's legs are already gone. It should not errback;
             if it does, the failure is logged and nothing else depends on it.
+        """
+
+    def tell(call_id: str, event: CallEvent) -> bool:
+        """Report an event the call store learned of a live call (LiveVox never routed it).
+
+        The SIP part reports it back through :meth:`ICalls.end` like any of
+        its own, and carries out the outcome.
+
+        :returns: whether the SIP part still had the call.
+        """
+
+    def end_orphaned(
+        call_id: str, dialogs: Mapping[str, Mapping[str, Any]], cause: int, text: str
+    ) -> Deferred[None]:
+        """End with BYE the legs of a call that a previous run of the gateway left up.
+
+        Called at start-up, by crash recovery, for each call found live with
+        saved dialogs (:meth:`ICalls.note_dialogs`), before its wrap-up
+        resumes. The BYEs go out once the SIP stack listens.
+
+        :param call_id: the gateway's call id, for the log.
+        :param dialogs: each leg's dialog as the SIP part noted it, by leg
+            (``livevox``, ``vendor``).
+        :param cause: the SIP status code of the BYE's ``Reason`` (RFC 3326).
+        :param text: its text.
+        :returns: ``Deferred[None]`` that fires once every leg's BYE has its
+            final response, or has waited its bound (Timer F, 32 s). It should
+            not errback; a leg that cannot be ended is logged.
         """
 
 
@@ -78,6 +108,25 @@ class ICalls(Interface):
 
         :returns: ``Deferred[CallRecord]``; errbacks with
             :class:`~lvgateway.calls.errors.UnknownCallError`.
+        """
+
+    def note_dialogs(
+        call_id: str, dialogs: Mapping[str, Mapping[str, Any]]
+    ) -> Deferred[CallRecord]:
+        """Keep the SIP dialog of some legs of a live call, so that a restart can end them with BYE.
+
+        Called when the call connects, and again whenever a leg's dialog
+        changes (a request of ours in it takes the next CSeq). Legs not
+        named keep what was noted before; an unchanged dialog writes nothing.
+        A call no longer live keeps its record as it is.
+
+        :param dialogs: by leg (``livevox``, ``vendor``:
+            :data:`~lvgateway.calls.records.DIALOG_LEGS`), JSON values the
+            calls part keeps as they are
+            (:meth:`lvgateway.sip.dialogs.DialogState.to_json`).
+        :returns: ``Deferred[CallRecord]`` fired once the record is committed;
+            errbacks with :class:`~lvgateway.calls.errors.UnknownCallError`,
+            or ``ValueError`` for a leg name not in ``DIALOG_LEGS``.
         """
 
     def set_disposition(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from lvgateway.calls.outcome import NOT_ROUTED_REASON
 from lvgateway.config.model import END_REASONS
 from lvgateway.metrics import counter, gauge, histogram
 
@@ -61,7 +62,7 @@ class CallMetrics:
             registry,
             "lvgateway_calls_ended_total",
             "Calls ended, by end reason.",
-            labels={"reason": list(END_REASONS)},
+            labels={"reason": [*END_REASONS, NOT_ROUTED_REASON]},
         )
         self.steps = counter(
             registry,

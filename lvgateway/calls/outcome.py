@@ -33,6 +33,7 @@ __all__ = [
     "CallEvent",
     "Ending",
     "EventKind",
+    "NOT_ROUTED_REASON",
     "LegAction",
     "Outcome",
     "Phase",
@@ -57,6 +58,13 @@ class EventKind(enum.Enum):
     DRAIN_TIMEOUT = "drain_timeout"  # the drain's call_drain_timeout ran out
     STORE_FAILED = "store_failed"  # the call record could not be written
     CRASH_RECOVERY = "crash_recovery"  # found live at start-up: the last process died
+    VENDOR_DIED = "vendor_died"  # no RTP or RTCP and no answer to OPTIONS: the bot is gone
+    NOT_ROUTED = "not_routed"  # LiveVox shows the agent with no such call: a stranger's INVITE
+
+
+#: The end reason of a call LiveVox never routed: nothing of it is posted to
+#: LiveVox, so it has no default term code (it is not one of ``END_REASONS``).
+NOT_ROUTED_REASON = "not_routed"
 
 
 class Phase(enum.Enum):
@@ -185,10 +193,18 @@ _ENDINGS: dict[EventKind, tuple[str, int, str]] = {
     EventKind.DRAIN_TIMEOUT: ("gateway_failure", 503, "gateway shutting down"),
     EventKind.STORE_FAILED: ("setup_failed", 503, "Service Unavailable"),
     EventKind.CRASH_RECOVERY: ("gateway_failure", 500, "gateway restarted"),
+    EventKind.VENDOR_DIED: ("timeout", 503, "vendor gone"),
+    EventKind.NOT_ROUTED: (NOT_ROUTED_REASON, 403, "call not routed by LiveVox"),
 }
 
+#: The events about a bridged call's vendor or LiveVox's word on it: they
+#: mean nothing before the call is recorded.
+_NEEDS_RECORD = frozenset({EventKind.VENDOR_REFER, EventKind.VENDOR_DIED, EventKind.NOT_ROUTED})
+
 #: The events that end a call while it is being set up (before the vendor answers).
-_ENDS_WHILE_DIALLING = frozenset(_ENDINGS) - {EventKind.VENDOR_REFER}
+_ENDS_WHILE_DIALLING = frozenset(_ENDINGS) - {EventKind.VENDOR_REFER, EventKind.VENDOR_DIED}
+#: The events that cut the bot off mid-call: the customer goes to a person.
+_HANDED_OVER = (EventKind.DRAIN_TIMEOUT, EventKind.VENDOR_DIED, EventKind.CRASH_RECOVERY)
 #: The events that end a connected call.
 _ENDS_WHILE_CONNECTED = frozenset(_ENDINGS) - {
     EventKind.SETUP_FAILED,  # a rejected re-INVITE, not the end of the call
@@ -220,7 +236,11 @@ def decide(record: CallRecord | None, event: CallEvent, config: WrapupConfig) ->
     if phase in (Phase.TRANSFERRING, Phase.ENDED):
         # Decided already. During a transfer the LiveVox leg waits for the
         # posts; whatever else is still up goes.
-        if kind not in _ENDINGS or kind in (EventKind.CRASH_RECOVERY, EventKind.STORE_FAILED):
+        if kind not in _ENDINGS or kind in (
+            EventKind.CRASH_RECOVERY,
+            EventKind.STORE_FAILED,
+            EventKind.NOT_ROUTED,
+        ):
             return Outcome(ends_call=False)
         return Outcome(
             ends_call=False,
@@ -232,7 +252,7 @@ def decide(record: CallRecord | None, event: CallEvent, config: WrapupConfig) ->
             text=text,
         )
     if phase is Phase.ACCEPTING:
-        if kind not in _ENDINGS or kind is EventKind.VENDOR_REFER:
+        if kind not in _ENDINGS or kind in _NEEDS_RECORD:
             return Outcome(ends_call=False)
         return Outcome(
             ends_call=True,
@@ -245,10 +265,20 @@ def decide(record: CallRecord | None, event: CallEvent, config: WrapupConfig) ->
     ends = _ENDS_WHILE_DIALLING if phase is Phase.DIALLING else _ENDS_WHILE_CONNECTED
     if kind not in ends:
         return Outcome(ends_call=False)
+    if kind is EventKind.NOT_ROUTED:
+        # A stranger's call: both legs go, and LiveVox hears nothing of it.
+        return Outcome(
+            ends_call=True,
+            end_reason=reason,
+            livevox_leg=LegAction.END,
+            vendor_leg=LegAction.END,
+            cause=cause,
+            text=text,
+        )
     disposition = record.said(event.disposition)
     if kind is EventKind.VENDOR_REFER:
         disposition = attrs.evolve(disposition or Disposition(), next_action="transfer")
-    elif kind is EventKind.DRAIN_TIMEOUT and not (disposition and disposition.is_transfer):
+    elif kind in _HANDED_OVER and not (disposition and disposition.is_transfer):
         # The bot was cut off mid-call: whatever it had said, a person takes over.
         disposition = attrs.evolve(
             disposition or Disposition(), next_action="transfer", term_code=None
@@ -260,10 +290,12 @@ def decide(record: CallRecord | None, event: CallEvent, config: WrapupConfig) ->
     holds = (
         phase is Phase.CONNECTED
         and transfer
-        and kind in (EventKind.VENDOR_REFER, EventKind.DRAIN_TIMEOUT, EventKind.VENDOR_HANGUP)
+        and kind in (EventKind.VENDOR_REFER, EventKind.VENDOR_HANGUP, *_HANDED_OVER)
     )
     if kind is EventKind.CRASH_RECOVERY:
-        livevox_leg = vendor_leg = LegAction.NONE  # they died with the last process
+        # Their dialogs died with the last process: recovery ends each leg
+        # with an in-dialog BYE from the saved dialog state, before the posts.
+        livevox_leg = vendor_leg = LegAction.END
     else:
         livevox_leg = (
             LegAction.HOLD_FOR_TRANSFER

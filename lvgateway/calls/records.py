@@ -26,6 +26,7 @@ import attrs
 
 __all__ = [
     "DATA_STEPS",
+    "DIALOG_LEGS",
     "FINAL_STATES",
     "LIVE_STATES",
     "NEXT_ACTIONS",
@@ -79,6 +80,8 @@ STEPS = ("aia", "contact", "term_code", "hangup")
 DATA_STEPS = ("aia", "contact")
 #: The values of a disposition's next action.
 NEXT_ACTIONS = ("done", "transfer")
+#: The legs of a call whose SIP dialog a record may keep (:attr:`CallRecord.dialogs`).
+DIALOG_LEGS = ("livevox", "vendor")
 
 
 def header_lookup(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -294,6 +297,10 @@ class CallRecord:
     :param last_error: the last failure, for operators.
     :param wrapup_started_at: when the wrap-up (or its re-drive) began, for ``max_age``.
     :param finished_at: when it became ``done``, ``dead`` or ``dismissed``.
+    :param dialogs: the SIP dialog of each leg of a live call, by leg
+        (:data:`DIALOG_LEGS`), as the SIP part wrote it (JSON values the calls
+        part does not read): after a crash, what the restarted gateway ends
+        those legs with.
     """
 
     call_id: str
@@ -330,6 +337,7 @@ class CallRecord:
     last_error: str | None = None
     wrapup_started_at: float | None = None
     finished_at: float | None = None
+    dialogs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     @property
     def is_live(self) -> bool:
@@ -350,6 +358,19 @@ class CallRecord:
         merged = self.said(disposition)
         return self.is_live and merged is not None and merged.is_transfer
 
+    def with_dialogs(
+        self, dialogs: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Mapping[str, Any]]:
+        """Return the record's dialogs with ``dialogs`` laid over them, leg by leg.
+
+        :param dialogs: by leg, as :meth:`~lvgateway.calls.interfaces.ICalls.note_dialogs` takes them.
+        :raises ValueError: for a leg not in :data:`DIALOG_LEGS`.
+        """
+        unknown = sorted(set(dialogs) - set(DIALOG_LEGS))
+        if unknown:
+            raise ValueError(f"call {self.call_id}: no leg named {', '.join(unknown)}")
+        return {**self.dialogs, **{leg: dict(state) for leg, state in dialogs.items()}}
+
     def step(self, name: str) -> StepState:
         """Return the state of the step ``name`` (one of :data:`STEPS`)."""
         if name not in STEPS:
@@ -362,7 +383,11 @@ class CallRecord:
         return [name for name in STEPS if self.step(name) is StepState.FAILED]
 
     def to_json(self) -> dict[str, Any]:
-        """Return the record as the vendor and control APIs show it."""
+        """Return the record as the vendor and control APIs show it.
+
+        ``dialogs`` shows only which legs have a saved dialog: the SIP
+        details of LiveVox's side are nobody's business outside the gateway.
+        """
         body: dict[str, Any] = {}
         for field in attrs.fields(CallRecord):
             value = getattr(self, field.name)
@@ -372,4 +397,5 @@ class CallRecord:
                 value = value.to_json()
             body[field.name] = value
         body["steps"] = {name: body.pop(name) for name in STEPS}
+        body["dialogs"] = sorted(self.dialogs)
         return body

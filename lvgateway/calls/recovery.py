@@ -2,10 +2,19 @@
 
 Every record the store holds that is not finished is taken back:
 
-- **live** (``accepted``, ``connected``): the process died during the call,
-  and its legs died with it. The record is ended with reason
-  ``gateway_failure``; the vendor's disposition, if one was already posted,
-  stands, else the configured default for ``gateway_failure`` applies.
+- **live** (``accepted``, ``connected``): the process died during the call.
+  Its legs did not: LiveVox and the vendor still hold their dialogs, and the
+  customer hears silence. For each such record that kept its legs' dialogs
+  (:meth:`~lvgateway.calls.interfaces.ICalls.note_dialogs`), the SIP part is
+  asked to end them with BYE
+  (:meth:`~lvgateway.calls.interfaces.ICallLegs.end_orphaned`, ``Reason``
+  500 "gateway restarted", the crash recovery's outcome), all calls at once,
+  and the wrap-ups resume once every BYE has its answer or its bound. The
+  record is ended with reason ``gateway_failure`` (its dialogs dropped); the
+  vendor's disposition, if one was already posted, stands, else the
+  configured default for ``gateway_failure`` applies. A record whose write
+  fails after the BYEs keeps its dialogs, and the next start sends them again
+  (a peer that ended the dialog answers 481).
 - **in wrap-up**: resumed from the step it stood at. A step found ``sent``
   had its outcome lost: the pipeline checks LiveVox before re-sending it. A
   transfer's pending hang-up is skipped (the leg is gone).
@@ -22,12 +31,14 @@ any agent READY.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from lvgateway.agents.interfaces import IAgentPool
 from lvgateway.calls.book import CallBook
+from lvgateway.calls.interfaces import ICallLegs
 from lvgateway.calls.metrics import CallMetrics
 from lvgateway.calls.outcome import CallEvent, EventKind, decide
 from lvgateway.calls.records import CallRecord, CallState, StepState
@@ -103,6 +114,7 @@ async def recover(
     clock: IReactorTime,
     metrics: CallMetrics,
     config: WrapupConfig,
+    legs: ICallLegs | None = None,
 ) -> list[str]:
     """Load every unfinished record from the store and make each ready to resume.
 
@@ -111,12 +123,18 @@ async def recover(
     :param clock: the end time of calls found live.
     :param metrics: counts calls ended by ``gateway_failure``.
     :param config: the term codes a call found live asks for.
-    :returns: the ids of the records now in ``wrapup``, for the pipeline to resume.
+    :param legs: the SIP part, which ends the legs of calls found live; with
+        ``None`` those legs are left up (and a warning says so).
+    :returns: the ids of the records now in ``wrapup``, for the pipeline to
+        resume, once the legs of the calls found live are ended.
     """
     records = await book.store.unfinished()
     now = clock.seconds()
     resume: list[str] = []
     writes: list[Deferred[CallRecord]] = []
+    orphaned = [r for r in records if r.is_live and r.dialogs]
+    if orphaned:
+        await _end_orphaned(orphaned, legs, config)
     for record in records:
         book.load(record)
         pool.call_started(record.agent, record.call_id)
@@ -145,6 +163,7 @@ async def recover(
                     hangup=StepState.SKIPPED,
                     wrapup_started_at=now,
                     attempts=0,
+                    dialogs={},
                 )
             )
             resume.append(record.call_id)
@@ -175,3 +194,36 @@ async def recover(
         dead=len(records) - len(resume),
     )
     return resume
+
+
+async def _end_orphaned(
+    records: list[CallRecord], legs: ICallLegs | None, config: WrapupConfig
+) -> None:
+    """Have the SIP part end the legs of every call found live, at once; wait for them all."""
+    if legs is None:
+        for record in records:
+            log.warn(
+                "call {call_id}: no SIP part to end its legs ({legs}): they stay up",
+                call_id=record.call_id,
+                legs=", ".join(sorted(record.dialogs)),
+            )
+        return
+    ending: list[Deferred[None]] = []
+    for record in records:
+        outcome = decide(record, CallEvent(EventKind.CRASH_RECOVERY), config)
+        log.info(
+            "call {call_id} on {agent}: ending its legs left up by the last run ({legs})",
+            call_id=record.call_id,
+            agent=record.agent,
+            legs=", ".join(sorted(record.dialogs)),
+        )
+        d = maybeDeferred(
+            legs.end_orphaned, record.call_id, record.dialogs, outcome.cause, outcome.text
+        )
+        d.addErrback(_legs_not_ended, record.call_id)
+        ending.append(d)
+    await gatherResults(ending, consumeErrors=True)
+
+
+def _legs_not_ended(failure: Failure, call_id: str) -> None:
+    log.failure("call {call_id}: ending its legs failed", failure, call_id=call_id)

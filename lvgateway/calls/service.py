@@ -41,7 +41,7 @@ from lvgateway.calls.errors import (
     NotDeadLetterError,
     UnknownCallError,
 )
-from lvgateway.calls.ids import IdFinder
+from lvgateway.calls.ids import IdFinder, Verdict
 from lvgateway.calls.interfaces import ICallAdmin, ICallLegs, ICalls
 from lvgateway.calls.metrics import CallMetrics
 from lvgateway.calls.outcome import CallEvent, Ending, EventKind, LegAction, Outcome, decide
@@ -222,12 +222,19 @@ class CallService(Service):
     def startService(self) -> None:
         """Open the store and recover, in the background; see :meth:`when_recovered`."""
         Service.startService(self)
+        if not self.config.confirm_calls:
+            log.error(
+                "[wrapup] confirm_calls is off: calls LiveVox never routed are kept and bridged."
+                " This is for a lab only, never for production"
+            )
         self._started = Deferred.fromCoroutine(self._start())
         self._started.addErrback(self._start_failed)
 
     async def _start(self) -> None:
         await self.store.open()
-        resume = await recover(self.book, self._pool, self._clock, self.metrics, self.config)
+        resume = await recover(
+            self.book, self._pool, self._clock, self.metrics, self.config, self.pipeline.legs
+        )
         self.gate.expect(resume)
         for call_id in resume:
             self.pipeline.start(call_id)
@@ -350,9 +357,26 @@ class CallService(Service):
             ani=record.ani,
             session=record.call_session_id,
         )
-        if record.call_transaction_id is None:
-            self._spawn(self.ids.at_acceptance(record.call_id))
+        self._spawn(self._confirm(record.call_id))
         return record
+
+    async def _confirm(self, call_id: str) -> None:
+        """Confirm the call in its agent's status; end it if LiveVox never routed it."""
+        config = self.config
+        verdict = await self.ids.confirm(call_id, config.confirm_within, config.confirm_polls)
+        if verdict is not Verdict.NOT_ROUTED:
+            return
+        if not config.confirm_calls:
+            log.warn(
+                "call {call_id}: LiveVox's status does not show it, and confirm_calls is off: kept",
+                call_id=call_id,
+            )
+            return
+        legs = self.pipeline.legs
+        if legs is None or not legs.tell(call_id, CallEvent(EventKind.NOT_ROUTED)):
+            self.end(call_id, CallEvent(EventKind.NOT_ROUTED)).recorded.addErrback(
+                lambda f: log.failure("call {call_id}: ending it failed", f, call_id=call_id)
+            )
 
     def connected(self, call_id: str) -> Deferred[CallRecord]:
         """Note that the vendor leg answered; see :meth:`ICalls.connected`."""
@@ -366,6 +390,20 @@ class CallService(Service):
         return await self.book.update(
             call_id, state=CallState.CONNECTED, connected_at=self._clock.seconds()
         )
+
+    def note_dialogs(
+        self, call_id: str, dialogs: Mapping[str, Mapping[str, Any]]
+    ) -> Deferred[CallRecord]:
+        """Keep the SIP dialogs of a live call's legs; see :meth:`ICalls.note_dialogs`."""
+
+        async def note() -> CallRecord:
+            record = await self._unsettled(call_id)
+            merged = record.with_dialogs(dialogs)
+            if not record.is_live or merged == record.dialogs:
+                return record
+            return await self.book.update(call_id, dialogs=merged)
+
+        return Deferred.fromCoroutine(note())
 
     async def _unsettled(self, call_id: str) -> CallRecord:
         record = self.book.get(call_id)
@@ -405,6 +443,8 @@ class CallService(Service):
             found: Deferred[CallRecord | None] = Deferred.fromCoroutine(self._unsettled(call_id))
             return Ending(Outcome(ends_call=False), found)
         outcome = decide(record, event, self.config)
+        if record is not None and outcome.ends_call and not outcome.posts:
+            return Ending(outcome, self._close_unposted(record, event, outcome))
         if record is None or not outcome.posts:
             if record is not None:
                 log.info(
@@ -418,6 +458,35 @@ class CallService(Service):
             lambda ended: ended
         )
         return Ending(outcome, saved)
+
+    def _close_unposted(
+        self, record: CallRecord, event: CallEvent, outcome: Outcome
+    ) -> Deferred[CallRecord | None]:
+        """Close a call LiveVox has no trace of: nothing is posted, and its agent is free at once."""
+        assert outcome.end_reason is not None
+        now = self._clock.seconds()
+        saved: Deferred[CallRecord | None] = self.book.update(
+            record.call_id,
+            state=CallState.DONE,
+            ended_at=now,
+            finished_at=now,
+            end_reason=outcome.end_reason,
+            aia=StepState.SKIPPED,
+            contact=StepState.SKIPPED,
+            term_code=StepState.SKIPPED,
+            hangup=StepState.SKIPPED,
+            last_error=outcome.text,
+        ).addCallback(lambda closed: closed)
+        self.metrics.ended.labels(reason=outcome.end_reason).inc()
+        log.info(
+            "call {call_id} closed ({event}): nothing posted to LiveVox; agent {agent} is free",
+            call_id=record.call_id,
+            event=event.kind.value,
+            agent=record.agent,
+        )
+        self._pool.call_ended(record.agent, record.call_id)
+        self._pool.wrapup_done(record.agent, record.call_id, False)
+        return saved
 
     def _record_end(
         self, record: CallRecord, event: CallEvent, outcome: Outcome

@@ -12,7 +12,7 @@ was running go into the next transaction, one row per call, newest version
 only. Each :meth:`CallStore.save` Deferred fires once its row is committed,
 so a caller that waits for it knows the row survives a crash.
 
-Schema (``PRAGMA user_version`` 1)::
+Schema (``PRAGMA user_version`` 2)::
 
     calls(call_id TEXT PRIMARY KEY, state, agent, dnis, accepted_at, updated_at,
           service_id, ani, sip_call_id, call_session_id, call_transaction_id,
@@ -20,11 +20,13 @@ Schema (``PRAGMA user_version`` 1)::
           ended_at, end_reason, disposition (JSON), disposition_source,
           transfer, term_code_name, term_code_id, lv_result, fallback_used,
           move_not_ready, aia, contact, term_code, hangup, attempts,
-          last_error, wrapup_started_at, finished_at)
+          last_error, wrapup_started_at, finished_at, dialogs (JSON))
     indexes on state and on updated_at
 
 The columns are the fields of :class:`~lvgateway.calls.records.CallRecord`,
-in its order.
+in its order. A file of an older version is brought up to date when it is
+opened, one step per version (:data:`MIGRATIONS`), in one transaction with
+its new version number; a file of a newer version is refused.
 """
 
 from __future__ import annotations
@@ -52,11 +54,18 @@ from lvgateway.calls.records import (
     StepState,
 )
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "CallStore", "record_from_row", "row_from_record"]
+__all__ = [
+    "COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "CallStore",
+    "record_from_row",
+    "row_from_record",
+]
 
 log = Logger()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "calls.sqlite3"
 LOCK_NAME = "calls.lock"
 
@@ -95,11 +104,18 @@ CREATE TABLE IF NOT EXISTS calls (
     attempts INTEGER NOT NULL,
     last_error TEXT,
     wrapup_started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    dialogs TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state);
 CREATE INDEX IF NOT EXISTS calls_by_update ON calls (updated_at);
 """
+
+#: What brings a schema of the version before each key to that version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: the SIP dialogs of a live call, so a restarted gateway can end its legs with BYE.
+    2: ("ALTER TABLE calls ADD COLUMN dialogs TEXT",),
+}
 
 #: The columns of ``calls``, in order: the fields of :class:`CallRecord`.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(CallRecord))
@@ -125,6 +141,8 @@ def row_from_record(record: CallRecord) -> tuple[Any, ...]:
             value = value.value
         elif isinstance(value, Disposition):
             value = json.dumps(value.to_json(), separators=(",", ":"), sort_keys=True)
+        elif name == "dialogs":
+            value = json.dumps(value, separators=(",", ":"), sort_keys=True) if value else None
         elif isinstance(value, bool):
             value = int(value)
         values.append(value)
@@ -141,10 +159,17 @@ def record_from_row(row: Sequence[Any]) -> CallRecord:
             value = StepState(value)
         elif name == "disposition":
             value = Disposition.from_stored(json.loads(value)) if value else None
+        elif name == "dialogs":
+            value = json.loads(value) if value else {}
         elif name in _BOOL_COLUMNS:
             value = None if value is None else bool(value)
         fields[name] = value
     return CallRecord(**fields)
+
+
+def _has_calls_table(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'")
+    return found.fetchone() is not None
 
 
 class CallStore:
@@ -190,13 +215,21 @@ class CallStore:
         self._started = True
         d = self._runner.run(self._open_blocking)
 
-        def opened(_: None) -> None:
+        def opened(found: int) -> None:
             self.is_open = True
+            if 0 < found < SCHEMA_VERSION:
+                log.info(
+                    "call store {path}: schema version {old} brought to {new}",
+                    path=self.path,
+                    old=found,
+                    new=SCHEMA_VERSION,
+                )
             log.info("call store {path} open", path=self.path)
 
         return d.addCallback(opened)
 
-    def _open_blocking(self) -> None:
+    def _open_blocking(self) -> int:
+        """Open the file; return the schema version it had (0 for a new file)."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         lock = open(self._lock_path, "ab")
         try:
@@ -212,18 +245,39 @@ class CallStore:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=5000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"{self.path} has schema version {version}; this gateway knows {SCHEMA_VERSION}"
                 )
-            conn.executescript(_DDL)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version == 0 and _has_calls_table(conn):
+                # Made by a version 1 gateway stopped between its table and its stamp.
+                version = 1
+            if version == 0:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; {_DDL} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+            else:
+                self._migrate(conn, version)
         except BaseException:
             conn.close()
             lock.close()
             raise
         self._conn = conn
         self._lock_file = lock
+        return int(version)
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a file of schema ``version`` up to :data:`SCHEMA_VERSION`, one version per transaction."""
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={target}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> Deferred[None]:
         """Commit what is pending, close the file and release the lock (after an open still running).

@@ -148,15 +148,41 @@ class FakeCallLegs:
     """Records the LiveVox legs the store asks to end.
 
     :ivar hang_ups: ``(call_id, reason)`` in the order asked.
+    :ivar orphans: ``(call_id, dialogs, cause, text)`` for each :meth:`end_orphaned`.
+    :ivar ending: when set, every :meth:`end_orphaned` fires only once it does
+        (the BYEs still waiting for their answers).
     """
 
     def __init__(self) -> None:
         self.hang_ups: list[tuple[str, str]] = []
+        self.told: list[tuple[str, CallEvent]] = []
+        self.orphans: list[tuple[str, dict[str, Any], int, str]] = []
+        self.ending: Deferred[None] | None = None
 
     def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
         """Record the hang-up."""
         self.hang_ups.append((call_id, reason))
         return succeed(None)
+
+    def tell(self, call_id: str, event: CallEvent) -> bool:
+        """Record the event; the fake holds no call to act on."""
+        self.told.append((call_id, event))
+        return False
+
+    def end_orphaned(
+        self, call_id: str, dialogs: Mapping[str, Mapping[str, Any]], cause: int, text: str
+    ) -> Deferred[None]:
+        """Record the legs to end; fire at once, or once :attr:`ending` does."""
+        self.orphans.append((call_id, dict(dialogs), cause, text))
+        if self.ending is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+
+        def release(result: None) -> None:
+            d.callback(None)
+
+        self.ending.addCallback(release)
+        return d
 
 
 @implementer(ICalls)
@@ -169,6 +195,7 @@ class FakeCalls:
     :ivar events: ``(method, call_id, details)`` in order; an event that
         ends a call shows as ``ended`` with its outcome.
     :ivar reports: every ``(call_id, event)`` reported to :meth:`end`.
+    :ivar noted: every ``(call_id, dialogs)`` given to :meth:`note_dialogs`.
     """
 
     def __init__(
@@ -183,6 +210,7 @@ class FakeCalls:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.refuse: BaseException | None = None
         self.reports: list[tuple[str | None, CallEvent]] = []
+        self.noted: list[tuple[str, dict[str, dict[str, Any]]]] = []
         #: When set, the next :meth:`accept` waits for it: a record write in progress.
         self.accept_gate: Deferred[None] | None = None
         #: How many accepts have waited on a gate.
@@ -234,6 +262,22 @@ class FakeCalls:
         self.events.append(("connected", call_id, {}))
         return succeed(record)
 
+    def note_dialogs(
+        self, call_id: str, dialogs: Mapping[str, Mapping[str, Any]]
+    ) -> Deferred[CallRecord]:
+        """Keep a live record's dialogs as the real store does; each call is in :attr:`noted` (not :attr:`events`)."""
+        record = self.records.get(call_id)
+        if record is None:
+            return fail(UnknownCallError(call_id))
+        try:
+            merged = record.with_dialogs(dialogs)
+        except ValueError as e:
+            return fail(e)
+        self.noted.append((call_id, {leg: dict(state) for leg, state in dialogs.items()}))
+        if record.is_live and merged != record.dialogs:
+            record = self._update(call_id, dialogs=merged)
+        return succeed(record)
+
     def set_disposition(
         self, call_id: str, disposition: Disposition, source: str = "api"
     ) -> Deferred[CallRecord]:
@@ -256,6 +300,12 @@ class FakeCalls:
         if call_id is not None and record is None:
             return Ending(Outcome(ends_call=False), fail(UnknownCallError(call_id)))
         outcome = decide(record, event, self.config)
+        if record is not None and outcome.ends_call and not outcome.posts:
+            self.events.append(("closed", record.call_id, {"reason": outcome.end_reason}))
+            closed = self._update(
+                record.call_id, state=CallState.DONE, end_reason=outcome.end_reason
+            )
+            return Ending(outcome, succeed(closed))
         if record is None or not outcome.posts:
             return Ending(outcome, succeed(record))
         hold = outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
@@ -344,6 +394,10 @@ class StandInPool:
     def _release(self, reservation: Reservation) -> None:
         if self.reserved.get(reservation.user_name) is reservation:
             del self.reserved[reservation.user_name]
+
+    def invite_seen(self, user_name: str, call_session_id: str | None) -> None:
+        """Note the INVITE."""
+        self.events.append(("invite_seen", user_name, call_session_id, None))
 
     def call_started(self, user_name: str, call_id: str) -> None:
         """Note the agent on a call (its reservation, if any, passes to the call)."""
@@ -474,6 +528,7 @@ class StandInCallSource:
         wrap-up as LiveVox's would; its errors are logged.
     :ivar placed: every call placed, by call id.
     :ivar hang_ups: ``(call_id, reason)`` of each :meth:`hang_up_livevox`.
+    :ivar orphans: ``(call_id, dialogs, cause, text)`` of each :meth:`end_orphaned`.
     """
 
     def __init__(
@@ -489,6 +544,8 @@ class StandInCallSource:
         self._leg_ended = livevox_leg_ended
         self.placed: dict[str, PlacedCall] = {}
         self.hang_ups: list[tuple[str, str]] = []
+        self.orphans: list[tuple[str, dict[str, Any], int, str]] = []
+        self.told: list[tuple[str, CallEvent]] = []
         self._sip_ids = itertools.count(1)
 
     async def place(
@@ -552,10 +609,29 @@ class StandInCallSource:
         assert record is not None
         return record
 
+    def tell(self, call_id: str, event: CallEvent) -> bool:
+        """Report the event back, as the SIP part would, if the call is one of this source's."""
+        if call_id not in self.placed:
+            return False
+        self.told.append((call_id, event))
+        Deferred.fromCoroutine(self.report(call_id, event)).addErrback(
+            lambda f: log.failure(
+                "call {call_id}: reporting {event} failed", f, call_id=call_id, event=event
+            )
+        )
+        return True
+
     def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
         """End the LiveVox leg, as the SIP part would with BYE."""
         self.hang_ups.append((call_id, reason))
         return Deferred.fromCoroutine(self._leg_down(call_id))
+
+    def end_orphaned(
+        self, call_id: str, dialogs: Mapping[str, Mapping[str, Any]], cause: int, text: str
+    ) -> Deferred[None]:
+        """Record the legs a previous run left up (this source never placed them: nothing to end)."""
+        self.orphans.append((call_id, dict(dialogs), cause, text))
+        return succeed(None)
 
     async def _leg_down(self, call_id: str) -> None:
         """Tell the LiveVox side the leg ended (awaiting the hook if it returns an awaitable)."""

@@ -340,8 +340,9 @@ class LiveVoxClient:
         ``termCodeId`` (strings) and ``moveAgentToNotReady`` (a JSON
         boolean), ``phoneDialed`` when known (COGNIGY omits it when it is
         not), and the optional fields given. ``serviceId`` goes as a number
-        when it is all digits. Retried when LiveVox is unavailable (see
-        :mod:`lvgateway.livevox.calls` for why that is safe).
+        when it is all digits. Sent once, never retried here: an answer lost
+        to a 5xx or a timeout may follow a save LiveVox applied (see
+        :mod:`lvgateway.livevox.calls`).
 
         :param session: the agent's session.
         :param call_transaction_id: LiveVox's ``callTransactionId``.

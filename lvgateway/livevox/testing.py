@@ -122,6 +122,8 @@ class FakeLiveVox:
         self.conferences: list[dict[str, Any]] = []
         self.failures: dict[str, list[BaseException]] = {}
         self.gates: dict[str, Deferred[None]] = {}
+        #: Answer ``agent_status`` with no body ("nothing changed"), as LiveVox may.
+        self.unchanged_status = False
         self._ids = itertools.count(1)
 
     # -- test controls ------------------------------------------------------------
@@ -314,6 +316,8 @@ class FakeLiveVox:
 
         def make() -> AgentStatus:
             agent = self._agent_for(session, "agent_status")
+            if self.unchanged_status:
+                return AgentStatus(lines=(), unchanged=True)
             line = LineStatus(
                 line_number="ACD",
                 state=agent.state,

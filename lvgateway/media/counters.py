@@ -21,6 +21,7 @@ __all__ = [
     "DIRECTIONS",
     "DROP_REASONS",
     "SIDES",
+    "silence_of",
     "Direction",
     "DropReason",
     "FlowCounters",
@@ -152,6 +153,18 @@ def silent_side(
         elif now - max(last, answered_at) >= timeout:
             return side
     return None
+
+
+def silence_of(counters: MediaCounters, side: MediaSide, now: float, answered_at: float) -> float:
+    """Return how long ``side`` has sent nothing (RTP or RTCP), counted from the answer at the earliest.
+
+    :param counters: the session's counters.
+    :param side: the side asked about.
+    :param now: the current time, on the clock the counters' times are on.
+    :param answered_at: when the call was answered, on that clock.
+    """
+    last = counters.last_from(side)
+    return now - (answered_at if last is None else max(last, answered_at))
 
 
 @attrs.define

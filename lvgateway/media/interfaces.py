@@ -99,6 +99,14 @@ class IMediaSession(Interface):
         a silent side with the ``timeout`` end reason.
         """
 
+    def silence(side: MediaSide) -> float | None:
+        """Return how long ``side`` has sent no RTP or RTCP, counted from the answer; ``None`` before it.
+
+        The SIP part asks it of the vendor's side, whose death it must notice
+        in seconds: :func:`lvgateway.media.counters.silence_of` on the
+        engine's clock.
+        """
+
     def counters() -> MediaCounters:
         """Return a snapshot of the session's counters, also after release (the final ones)."""
 

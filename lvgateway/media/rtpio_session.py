@@ -59,6 +59,7 @@ from lvgateway.media.counters import (
     FlowCounters,
     MediaCounters,
     MediaSide,
+    silence_of,
     silent_side,
 )
 from lvgateway.media.errors import (
@@ -375,6 +376,14 @@ class RtpioMediaSession:
         return silent_side(
             self.counters(), polled, answered, config.initial_timeout, config.timeout
         )
+
+    def silence(self, side: MediaSide) -> float | None:
+        """See :meth:`IMediaSession.silence`: as of the last poll, ``None`` until one after the answer."""
+        answered = self._answered_at
+        polled = self._polled_at
+        if answered is None or self._released or polled is None or polled < answered:
+            return None
+        return silence_of(self.counters(), side, polled, answered)
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`: as of the last poll (RTP packets; no bytes, no RTCP)."""

@@ -80,6 +80,8 @@ class FakeMediaSession:
     fail_sdp: Exception | None = None
     #: The side :meth:`silent_side` reports once answered.
     silent: MediaSide | None = None
+    #: What :meth:`silence` reports for each side once answered (0 when not set).
+    silences: dict[str, float] = attrs.field(factory=dict)
     #: What :meth:`counters` returns.
     fake_counters: MediaCounters = attrs.field(factory=MediaCounters)
     #: Callbacks waiting for :meth:`run_pending` (when there is no clock).
@@ -137,6 +139,12 @@ class FakeMediaSession:
     def silent_side(self) -> MediaSide | None:
         """Return :attr:`silent` once answered and not released, else ``None``."""
         return self.silent if self.answered and not self.released else None
+
+    def silence(self, side: MediaSide) -> float | None:
+        """Return :attr:`silences` for ``side`` (0 unless set) once answered and not released."""
+        if not self.answered or self.released:
+            return None
+        return self.silences.get(side, 0.0)
 
     def counters(self) -> MediaCounters:
         """Return :attr:`fake_counters`."""

@@ -48,6 +48,7 @@ from lvgateway.media.counters import (
     MediaSide,
     RelayStats,
     ReleasedTotals,
+    silence_of,
     silent_side,
 )
 from lvgateway.media.errors import (
@@ -311,6 +312,12 @@ class TwistedMediaSession:
             config.initial_timeout,
             config.timeout,
         )
+
+    def silence(self, side: MediaSide) -> float | None:
+        """See :meth:`IMediaSession.silence`."""
+        if self._answered_at is None or self._released:
+            return None
+        return silence_of(self.counters(), side, self._relay.monotonic(), self._answered_at)
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`."""

@@ -34,6 +34,7 @@ from lvgateway.calls.outcome import CallEvent, EventKind, LegAction, Outcome
 from lvgateway.calls.records import InviteFacts
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.interfaces import IMediaSession
+from lvgateway.sip.dialogs import snapshot
 from lvgateway.sip.headers import cased, context_headers, reason
 from lvgateway.sip.user_agent import GatewayUA
 from lvgateway.sip.vendor import ResolvedEndpoint
@@ -66,6 +67,7 @@ class BridgedCall:
     :param media: the call's media session.
     :param on_finished: called once when both legs are down and the store told.
     :param reservation: the agent held for this call; released when it finishes.
+    :param source: where the INVITE came from, for the log.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class BridgedCall:
         media: IMediaSession,
         on_finished: Callable[[BridgedCall], None],
         reservation: Reservation | None = None,
+        source: tuple[str, int] | None = None,
     ) -> None:
         self._reactor = reactor
         self._global_config = global_config
@@ -91,7 +94,11 @@ class BridgedCall:
         self.media = media
         self._on_finished = on_finished
         self.reservation = reservation
+        self.source = source
         self.call_id: str | None = None
+        #: When the vendor last answered an in-dialog OPTIONS (reactor clock).
+        self._vendor_alive_at: float | None = None
+        self._pinging = False
         self.phase = CallPhase.ACCEPTING
         self.ua_a = GatewayUA(global_config, self._from_livevox, call_id="-")
         self.ua_a.local_ua = global_config.get("_uaname")
@@ -122,6 +129,7 @@ class BridgedCall:
             return
         if self.ua_o is not None and self.phase in (CallPhase.DIALLING, CallPhase.CONNECTED):
             self.ua_o.recvEvent(event)
+            self._note_dialogs()  # a relayed re-INVITE or UPDATE takes a vendor-leg CSeq
 
     def _accept(self) -> None:
         """Write the record, then place the vendor leg."""
@@ -265,6 +273,7 @@ class BridgedCall:
             self._vendor_hung_up(event)
         else:
             self.ua_a.recvEvent(event)
+            self._note_dialogs()  # a relayed re-INVITE takes a LiveVox-leg CSeq
 
     def _connected(self, event: Any) -> None:
         first = self.phase is CallPhase.DIALLING
@@ -286,6 +295,7 @@ class BridgedCall:
             )
             log.info("call {call_id}: connected to the vendor", call_id=self.call_id)
         self.ua_a.recvEvent(event)
+        self._note_dialogs()  # both legs confirmed; later, a re-INVITE answered
 
     def _vendor_failed(self, event: Any) -> None:
         code, phrase = event.getData()[:2]
@@ -331,6 +341,49 @@ class BridgedCall:
         self._report(CallEvent(EventKind.MEDIA_SILENCE, text=text))
         return True
 
+    def check_vendor(self) -> None:
+        """Ask a vendor silent past ``silence_timeout`` (no RTP, no RTCP) whether it is still there.
+
+        A bot may send nothing while it listens, and RTCP only every few
+        seconds: silence alone proves nothing. An in-dialog OPTIONS does:
+        unanswered (or 481), the vendor is gone and the customer goes to a
+        person at once, instead of waiting out the media timeout.
+        """
+        ua = self.ua_o
+        if self.phase is not CallPhase.CONNECTED or ua is None or self._vendor_down:
+            return
+        timeout = self._vendor.silence_timeout
+        silent = self.media.silence("vendor")
+        if silent is None or silent < timeout or self._pinging:
+            return
+        now = self._reactor.seconds()
+        if self._vendor_alive_at is not None and now - self._vendor_alive_at < timeout:
+            return
+        self._pinging = True
+        d = ua.ping(self._reactor, self._vendor.options_timeout)
+        self._note_dialogs()  # the OPTIONS took a vendor-leg CSeq
+        d.addCallback(self._pinged, ua, silent)
+        d.addErrback(
+            lambda f: log.failure(
+                "call {call_id}: pinging the vendor failed", f, call_id=self.call_id
+            )
+        )
+
+    def _pinged(self, alive: bool, ua: Any, silent: float) -> None:
+        self._pinging = False
+        if alive:
+            self._vendor_alive_at = self._reactor.seconds()
+            return
+        if ua is self.ua_o:
+            self.vendor_gone(f"no RTP or RTCP for {silent:.1f}s and no answer to OPTIONS")
+
+    def vendor_gone(self, why: str) -> None:
+        """The vendor is dead: hand the customer to a person (the outcome says how)."""
+        if self.phase is not CallPhase.CONNECTED:
+            return
+        log.warn("call {call_id}: the vendor is gone ({why})", call_id=self.call_id, why=why)
+        self._report(CallEvent(EventKind.VENDOR_DIED, text="vendor gone"))
+
     def _no_progress(self) -> None:
         """No provisional response from this endpoint in time: try the next one."""
         if self.phase is not CallPhase.DIALLING:
@@ -359,6 +412,21 @@ class BridgedCall:
         """End both legs now: the store has closed a transferred call with LiveVox."""
         self._send_to_vendor(self._bye(200, text))
         self._hang_up_livevox_now(200, text)
+
+    def report(self, event: CallEvent) -> Outcome:
+        """An event the call store learned of (LiveVox never routed the call): carry it out."""
+        outcome = self._report(event)
+        if event.kind is EventKind.NOT_ROUTED and outcome.ends_call:
+            host, port = self.source or ("?", 0)
+            log.warn(
+                "call {call_id}: LiveVox shows agent {agent} with no such call: a call it never"
+                " routed, from {host}:{port}, ended with nothing posted",
+                call_id=self.call_id,
+                agent=self.facts.agent,
+                host=host,
+                port=port,
+            )
+        return outcome
 
     def _report(self, event: CallEvent) -> Outcome:
         """Tell the call store what happened and carry out its decision."""
@@ -396,6 +464,23 @@ class BridgedCall:
                 self._hang_up_livevox_now(outcome.cause, outcome.text)
         self._maybe_finished()
         return outcome
+
+    def _note_dialogs(self) -> None:
+        """Give the call store each leg's dialog, so a restart can end the legs with BYE (:mod:`lvgateway.sip.orphans`)."""
+        if self.call_id is None or self.phase is not CallPhase.CONNECTED:
+            return
+        dialogs: dict[str, dict[str, Any]] = {}
+        for leg, ua in (("livevox", self.ua_a), ("vendor", self.ua_o)):
+            state = snapshot(ua) if ua is not None else None
+            if state is not None:
+                dialogs[leg] = state.to_json()
+        if dialogs:
+            call_id = self.call_id
+            self._calls.note_dialogs(call_id, dialogs).addErrback(
+                lambda f: log.failure(
+                    "call {call_id}: noting its dialogs failed", f, call_id=call_id
+                )
+            )
 
     def _fail_livevox(self, code: int, phrase: str) -> None:
         self.sip_code = code

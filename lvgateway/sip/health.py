@@ -12,6 +12,7 @@ not resolve counts as a failure too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sippy.SipRequest import SipRequest
@@ -57,6 +58,9 @@ class VendorHealth:
         self._failures = failures
         self._user_agent = user_agent
         self.global_config: dict[str, Any] = {}
+        #: Called when no endpoint has answered for ``failures`` rounds: the
+        #: live calls' vendor is gone too.
+        self.on_unavailable: Callable[[], None] = lambda: None
         self.failed_rounds = 0
         self.paused = False
         #: How long a probe waits for an answer.
@@ -150,3 +154,4 @@ class VendorHealth:
             self._pool.pause(PAUSE_CAUSE, Refusal.VENDOR_UNAVAILABLE).addErrback(
                 lambda f: log.failure("pausing the agents failed", f)
             )
+            self.on_unavailable()

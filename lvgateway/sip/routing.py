@@ -11,6 +11,7 @@ store's hold on the calls' legs (:class:`~lvgateway.calls.interfaces.ICallLegs`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -19,10 +20,12 @@ from zope.interface import implementer
 
 from lvgateway.agents.interfaces import IAgentPool, Refusal
 from lvgateway.calls.interfaces import ICallLegs, ICalls
+from lvgateway.calls.outcome import CallEvent
 from lvgateway.calls.records import InviteFacts
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.errors import MediaUnavailableError
 from lvgateway.media.interfaces import IMediaRelay
+from lvgateway.sip import orphans
 from lvgateway.sip.call import BridgedCall
 from lvgateway.sip.headers import request_headers
 from lvgateway.sip.metrics import SipMetrics
@@ -42,6 +45,26 @@ REFUSAL_CODES: dict[Refusal, tuple[int, str]] = {
     Refusal.VENDOR_UNAVAILABLE: (503, "Service Unavailable"),
     Refusal.DRAINING: (503, "Service Unavailable"),
 }
+
+
+def _source(req: Any) -> tuple[str, int] | None:
+    """Where a request came from (host, port), as Sippy recorded it."""
+    source = getattr(req, "source", None)
+    if not source:
+        return None
+    address = source[0]
+    try:
+        return (str(address[0]), int(address[1]))
+    except (TypeError, IndexError, ValueError):
+        return None
+
+
+def _session_id(req: Any) -> str | None:
+    """The INVITE's ``Session-ID`` (LiveVox's callSessionId), if it has one."""
+    for name, value in request_headers(req):
+        if name.lower() == "session-id":
+            return str(value).strip() or None
+    return None
 
 
 @implementer(ICallLegs)
@@ -112,6 +135,8 @@ class CallRouter:
         if self.draining:
             return self._refuse(req, 503, "Service Unavailable", Refusal.DRAINING.value, number)
         admission = self._pool.admit(number)
+        if admission.user_name is not None:
+            self._pool.invite_seen(admission.user_name, _session_id(req))
         if admission.refusal is not None:
             code, phrase = REFUSAL_CODES[admission.refusal]
             return self._refuse(
@@ -148,6 +173,7 @@ class CallRouter:
             media,
             self._finished,
             reservation,
+            _source(req),
         )
         self.live.add(call)
         self._metrics.active(len(self.live))
@@ -164,13 +190,36 @@ class CallRouter:
                 d.callback(None)
 
     def check_media(self) -> None:
-        """End every call with a side silent past its media timeout (run every few seconds)."""
+        """End every call with a side silent past its media timeout, and ask silent vendors if they are there."""
         for call in list(self.live):
             try:
                 if call.check_media():
                     self._metrics.media_timeouts.inc()
+                else:
+                    call.check_vendor()
             except Exception:
                 log.failure("call {call_id}: checking its media failed", call_id=call.call_id)
+
+    def vendor_unavailable(self) -> None:
+        """The health probe finds no vendor endpoint answering: every connected call goes to a person."""
+        for call in list(self.live):
+            call.vendor_gone("the vendor health probe finds no endpoint answering")
+
+    def end_orphaned(
+        self, call_id: str, dialogs: Mapping[str, Mapping[str, Any]], cause: int, text: str
+    ) -> Deferred[None]:
+        """ICallLegs: end with BYE the legs a previous run left up (:mod:`lvgateway.sip.orphans`)."""
+        return orphans.end_orphaned(
+            self.global_config, self._reactor, call_id, dialogs, cause, text
+        )
+
+    def tell(self, call_id: str, event: CallEvent) -> bool:
+        """ICallLegs: carry out an event the call store learned of, if the call is still here."""
+        call = self.by_call_id(call_id)
+        if call is None:
+            return False
+        call.report(event)
+        return True
 
     def by_call_id(self, call_id: str) -> BridgedCall | None:
         """The live call with this gateway call id, if any."""

@@ -81,8 +81,15 @@ class SipService(Service):
         self._media_check = LoopingCall(self.router.check_media)
         self._media_check.clock = reactor
         self._media_check_interval = max(
-            0.2, min(2.0, config.media.initial_timeout / 4, config.media.timeout / 4)
+            0.2,
+            min(
+                2.0,
+                config.media.initial_timeout / 4,
+                config.media.timeout / 4,
+                config.vendor.silence_timeout / 4,
+            ),
         )
+        self.health.on_unavailable = self.router.vendor_unavailable
         drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
         drain.register(
             "let calls finish",

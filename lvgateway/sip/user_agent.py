@@ -22,6 +22,7 @@ from sippy.SipConf import SipConf
 from sippy.SipContact import SipContact
 from sippy.SipURL import SipURL
 from sippy.UA import UA
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from lvgateway.sip.headers import cased, request_headers
@@ -64,6 +65,33 @@ class GatewayUA(UA):  # type: ignore[misc]
         self.bye_headers: list[tuple[str, str]] | None = None
         #: How many refreshing UPDATEs were answered here.
         self.refreshes = 0
+
+    def ping(self, clock: Any, timeout: float) -> Deferred[bool]:
+        """Send an in-dialog OPTIONS: is the peer still there?
+
+        Fires ``True`` on any final answer but 408 and 481 (a 405 or 501
+        still shows a live peer), ``False`` on those or on silence past
+        ``timeout`` (Sippy would wait its 32 s transaction timer).
+
+        :param clock: runs the timeout.
+        :param timeout: seconds to wait for an answer.
+        """
+        d: Deferred[bool] = Deferred()
+
+        def answered(resp: Any) -> None:
+            code = resp.getSCode()[0]
+            if code >= 200 and not d.called:
+                d.callback(code not in (408, 481))
+
+        req = self.genRequest("OPTIONS")  # takes the next local CSeq
+        self.newTransaction(req, resp_cb=answered)
+        def silent() -> None:
+            if not d.called:
+                d.callback(False)
+
+        timer = clock.callLater(timeout, silent)
+        d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return d
 
     def recvRequest(self, req: Any, sip_t: Any) -> Any:
         """Handle UPDATE, REFER and BYE as the module says; everything else as Sippy does."""
