@@ -1,6 +1,8 @@
-"""Media port allocation: even/odd pairs from the range, skipping ports in use, exhaustion and release."""
+"""Media port allocation: even/odd pairs at random from the range, skipping ports in use, exhaustion and release."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 from twisted.internet.protocol import DatagramProtocol
@@ -17,18 +19,31 @@ def protocol(number: int) -> DatagramProtocol:
     return DatagramProtocol()
 
 
-def allocator(reactor: MemoryUdpReactor, low: int = 20000, high: int = 20007) -> PortAllocator:
-    """An allocator over a small range on 127.0.0.1."""
-    return PortAllocator(reactor, HOST, low, high)
+def allocator(
+    reactor: MemoryUdpReactor, low: int = 20000, high: int = 20007, seed: int = 7
+) -> PortAllocator:
+    """An allocator over a small range on 127.0.0.1, its choices seeded."""
+    return PortAllocator(reactor, HOST, low, high, rng=random.Random(seed))
 
 
 def test_pairs_are_even_and_next() -> None:
     """Each pair is an even RTP port and the odd RTCP port after it, bound on the configured address."""
     reactor = MemoryUdpReactor()
     rtp, rtcp = allocator(reactor).listen_pair(protocol)
-    assert (rtp.number, rtcp.number) == (20000, 20001)
-    assert set(reactor.udp) == {(HOST, 20000), (HOST, 20001)}
-    assert rtp.listening is reactor.udp[(HOST, 20000)]
+    assert rtp.number % 2 == 0 and rtcp.number == rtp.number + 1
+    assert set(reactor.udp) == {(HOST, rtp.number), (HOST, rtcp.number)}
+    assert rtp.listening is reactor.udp[(HOST, rtp.number)]
+
+
+def test_pairs_are_picked_at_random() -> None:
+    """Calls' ports cannot be guessed from the last call's: over a wide range, the first pairs are not in order."""
+    reactor = MemoryUdpReactor()
+    ports = PortAllocator(reactor, HOST, 30000, 39999)  # the operating system's randomness
+    numbers = [ports.listen_pair(protocol)[0].number for _ in range(20)]
+    assert len(set(numbers)) == 20
+    assert numbers != sorted(numbers)
+    steps = {b - a for a, b in zip(numbers, numbers[1:], strict=False)}
+    assert steps != {2}, "not one after the other"
 
 
 def test_odd_minimum_rounds_up() -> None:
@@ -36,7 +51,7 @@ def test_odd_minimum_rounds_up() -> None:
     reactor = MemoryUdpReactor()
     ports = allocator(reactor, 20001, 20007)
     assert ports.pairs_total == 3
-    assert ports.listen_pair(protocol)[0].number == 20002
+    assert sorted(ports.listen_pair(protocol)[0].number for _ in range(3)) == [20002, 20004, 20006]
 
 
 def test_range_without_a_pair_is_refused() -> None:
@@ -50,11 +65,13 @@ def test_ports_in_use_are_skipped() -> None:
     reactor = MemoryUdpReactor()
     reactor.taken = {(HOST, 20001), (HOST, 20002)}
     ports = allocator(reactor)
-    rtp, rtcp = ports.listen_pair(protocol)
-    assert (rtp.number, rtcp.number) == (20004, 20005)
+    bound = [ports.listen_pair(protocol) for _ in range(2)]
+    assert sorted(rtp.number for rtp, _ in bound) == [20004, 20006]
+    with pytest.raises(PortsExhaustedError):
+        ports.listen_pair(protocol)
     reactor.advance(0)  # the half-bound 20000 closes on the next turn
-    assert set(reactor.udp) == {(HOST, 20004), (HOST, 20005)}
-    assert ports.ports_busy == 2
+    assert set(reactor.udp) == {(HOST, n) for n in (20004, 20005, 20006, 20007)}
+    assert ports.ports_busy == 4
 
 
 def test_exhaustion_then_release() -> None:
@@ -73,15 +90,17 @@ def test_exhaustion_then_release() -> None:
     reactor.advance(0)
     assert all(d.called for d in closing)
     assert ports.pairs_free() == 1
-    assert ports.listen_pair(protocol)[0].number == 20002
+    assert ports.listen_pair(protocol)[0].number == pairs[1][0].number
 
 
-def test_round_robin_reuse() -> None:
-    """A pair just given back is the last to be reused."""
+@pytest.mark.parametrize("seed", range(5))
+def test_a_pair_given_back_is_reused_last(seed: int) -> None:
+    """A pair just given back is picked only once every other pair is taken."""
     reactor = MemoryUdpReactor()
-    ports = allocator(reactor)
+    ports = allocator(reactor, seed=seed)
     first = ports.listen_pair(protocol)
     for bound in first:
         ports.close(bound)
     reactor.advance(0)
-    assert [ports.listen_pair(protocol)[0].number for _ in range(4)] == [20002, 20004, 20006, 20000]
+    numbers = [ports.listen_pair(protocol)[0].number for _ in range(4)]
+    assert numbers[-1] == first[0].number and sorted(numbers) == [20000, 20002, 20004, 20006]

@@ -211,26 +211,40 @@ async def test_audio_both_ways_two_calls(relay: TwistedMediaRelay, endpoints: En
 
 
 @pytest_twisted.ensureDeferred
-async def test_latches_to_new_source_port(relay: TwistedMediaRelay, endpoints: Endpoints) -> None:
-    """The vendor sending from another port than its SDP names is latched there; LiveVox's audio follows it."""
-    session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
-    livevox, in_sdp, actual = (
-        endpoints.open(LIVEVOX_HOST),
-        endpoints.open(VENDOR_HOST),
-        endpoints.open(VENDOR_HOST),
-    )
-    livevox_to, vendor_to = connect(session, livevox, in_sdp)
+async def test_strangers_inside_the_allowed_networks_cannot_hijack(
+    relay: TwistedMediaRelay, endpoints: Endpoints
+) -> None:
+    """Hosts inside both sides' allowed networks send to a live call's ports before and after the real peers.
 
-    livevox.send(b"before", livevox_to)
-    await wait_until(lambda: in_sdp.received, "LiveVox's first packet at the vendor's SDP address")
-    actual.send(b"vendor", vendor_to)
-    await wait_until(lambda: livevox.received, "the vendor's packet at LiveVox")
-    livevox.send(b"after", livevox_to)
-    await wait_until(lambda: actual.received, "LiveVox's packet at the latched vendor port")
+    They get nothing, inject nothing, and every one of their datagrams is
+    counted as dropped.
+    """
+    session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
+    livevox, vendor = endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)
+    # Same hosts as the real peers (inside the allowed networks), other ports.
+    strangers = [endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)]
+    livevox_to, vendor_to = connect(session, livevox, vendor)
+    for stranger in strangers:
+        stranger.send(b"first in", vendor_to)
+        stranger.send(b"first in", livevox_to)
+    await wait_until(lambda: session.counters().dropped["unknown_source"] == 4, "4 drops")
+    livevox.send(b"from livevox", livevox_to)
+    vendor.send(b"from vendor", vendor_to)
+    await wait_until(lambda: vendor.received and livevox.received, "both peers' audio")
+    for stranger in strangers:
+        stranger.send(b"after", vendor_to)
+        stranger.send(b"after", livevox_to)
+    await wait_until(lambda: session.counters().dropped["unknown_source"] == 8, "8 drops")
+    livevox.send(b"marker", livevox_to)
+    vendor.send(b"marker", vendor_to)
+    await wait_until(lambda: len(vendor.received) == 2 and len(livevox.received) == 2, "markers")
     await settle()
-    assert in_sdp.payloads() == [b"before"]
-    assert actual.payloads() == [b"after"]
-    assert session.counters().vendor_source == actual.address
+    assert vendor.payloads() == [b"from livevox", b"marker"]
+    assert livevox.payloads() == [b"from vendor", b"marker"]
+    assert all(stranger.received == [] for stranger in strangers)
+    c = session.counters()
+    assert c.livevox_source == livevox.address and c.vendor_source == vendor.address
+    assert c.dropped["unknown_source"] == 8
 
 
 @pytest_twisted.ensureDeferred
@@ -315,7 +329,7 @@ async def test_exhaustion_skips_ports_in_use() -> None:
     media.start()
     try:
         session = media.new_session("call-1")
-        assert (session.livevox_port, session.vendor_port) == (base + 2, base + 4)
+        assert {session.livevox_port, session.vendor_port} == {base + 2, base + 4}
         with pytest.raises(PortsExhaustedError):
             media.new_session("call-2")
         await session.release()

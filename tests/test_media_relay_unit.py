@@ -6,6 +6,7 @@ import errno
 import ipaddress
 from typing import Any
 
+import attrs
 import pytest
 from prometheus_client import CollectorRegistry
 from sippy.MsgBody import MsgBody
@@ -20,7 +21,7 @@ from lvgateway.media.errors import (
     PortsExhaustedError,
 )
 from lvgateway.media.interfaces import IMediaRelay, IMediaSession
-from lvgateway.media.testing import MemoryUdpReactor
+from lvgateway.media.testing import MemoryUdpReactor, PortsInOrder
 from lvgateway.media.twisted_relay import TwistedMediaRelay, TwistedMediaSession
 
 RELAY = "127.0.0.1"
@@ -90,6 +91,7 @@ def relay(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> TwistedMedi
         registry,
         livevox_networks=[ipaddress.ip_network("192.0.2.0/24")],
         monotonic=reactor.seconds,
+        port_rng=PortsInOrder(),
     )
     media.start()
     return media
@@ -203,25 +205,60 @@ def test_rtcp_on_next_ports(session: TwistedMediaSession, reactor: MemoryUdpReac
     ]
 
 
-def test_latches_to_new_source_port(
+def test_strict_another_port_of_the_sdp_host_is_a_stranger(
     session: TwistedMediaSession, reactor: MemoryUdpReactor
 ) -> None:
-    """A side heard from another port of its SDP host is latched there: its media goes back there."""
-    behind_nat = (VENDOR[0], 41234)
+    """Strict latching: only the address and port the SDP names; another port of the same host is dropped."""
+    reactor.deliver(VD_RTP, b"other port", (VENDOR[0], 41234))
+    reactor.deliver(LV_RTP, b"other port", (LIVEVOX[0], 41234))
+    reactor.deliver(LV_RTP, b"livevox", LIVEVOX)
+    assert sent(reactor) == [(VD_RTP, b"livevox", VENDOR)]
+    assert session.counters().dropped["unknown_source"] == 2
+
+
+def test_strict_a_host_inside_the_allowed_networks_is_a_stranger(
+    session: TwistedMediaSession, reactor: MemoryUdpReactor
+) -> None:
+    """A source inside the side's allowed networks but not its SDP's address can neither take nor inject audio."""
+    inside = ("198.51.100.21", 5000)
+    reactor.deliver(VD_RTP, b"inject", inside)
+    reactor.deliver(LV_RTP, b"inject", ("192.0.2.99", 5000))  # inside LiveVox's networks
+    reactor.deliver(LV_RTP, b"livevox", LIVEVOX)
+    assert sent(reactor) == [(VD_RTP, b"livevox", VENDOR)]
+    assert session.counters().dropped["unknown_source"] == 2
+
+
+def nat_relay(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> TwistedMediaRelay:
+    """A relay whose vendor side latches to its first packet (the NAT opt-in)."""
+    media = TwistedMediaRelay(
+        reactor,
+        attrs.evolve(media_config(), vendor_latching="first_packet"),
+        registry,
+        monotonic=reactor.seconds,
+        port_rng=PortsInOrder(),
+    )
+    media.start()
+    return media
+
+
+def test_nat_opt_in_latches_once_and_never_moves(
+    reactor: MemoryUdpReactor, registry: CollectorRegistry
+) -> None:
+    """first_packet: the vendor's first datagram from its networks latches its port; later sources are strangers."""
+    s = nat_relay(reactor, registry).new_session(
+        "call-1", vendor_networks=[ipaddress.ip_network("198.51.100.16/28")]
+    )
+    s.on_caller_sdp_change(offer(*LIVEVOX), Results())
+    s.on_callee_sdp_change(offer("10.0.0.5", 4000), Results())  # a private address: unreachable
+    behind_nat = ("198.51.100.21", 61000)
     reactor.deliver(VD_RTP, b"vendor", behind_nat)
     reactor.deliver(LV_RTP, b"livevox", LIVEVOX)
     assert sent(reactor) == [(LV_RTP, b"vendor", LIVEVOX), (VD_RTP, b"livevox", behind_nat)]
-    assert session.counters().vendor_source == behind_nat
-
-
-def test_latches_from_allowed_network(
-    session: TwistedMediaSession, reactor: MemoryUdpReactor
-) -> None:
-    """A source in the side's allowed networks but not its SDP host is accepted and latched."""
-    other_media_server = ("198.51.100.21", 5000)
-    reactor.deliver(VD_RTP, b"vendor", other_media_server)
-    reactor.deliver(LV_RTP, b"livevox", LIVEVOX)
-    assert sent(reactor)[-1] == (VD_RTP, b"livevox", other_media_server)
+    reactor.deliver(VD_RTP, b"hijack", ("198.51.100.22", 61000))
+    s.on_callee_sdp_change(offer("10.0.0.6", 4000, version=2), Results())
+    reactor.deliver(LV_RTP, b"still there", LIVEVOX)
+    assert sent(reactor) == [(VD_RTP, b"still there", behind_nat)]
+    assert s.counters().dropped["unknown_source"] == 1
 
 
 def test_stranger_dropped(session: TwistedMediaSession, reactor: MemoryUdpReactor) -> None:
@@ -250,9 +287,12 @@ def test_no_destination_before_vendor_sdp(
 
 
 def test_vendor_heard_before_its_sdp(relay: TwistedMediaRelay, reactor: MemoryUdpReactor) -> None:
-    """A vendor source from its networks is latched before its SDP arrives (early media)."""
+    """Strict: nothing from the vendor is taken before its SDP names its address; afterwards it is."""
     s = relay.new_session("call-1", vendor_networks=[ipaddress.ip_network("198.51.100.20/32")])
     s.on_caller_sdp_change(offer(*LIVEVOX), Results())
+    reactor.deliver(VD_RTP, b"too early", VENDOR)
+    assert sent(reactor) == [] and s.counters().dropped["unknown_source"] == 1
+    s.on_callee_sdp_change(offer(*VENDOR), Results())
     reactor.deliver(VD_RTP, b"ringback", VENDOR)
     reactor.deliver(LV_RTP, b"hello", LIVEVOX)
     assert sent(reactor) == [(LV_RTP, b"ringback", LIVEVOX), (VD_RTP, b"hello", VENDOR)]
@@ -271,14 +311,14 @@ def test_hold_by_address(session: TwistedMediaSession, reactor: MemoryUdpReactor
     assert sent(reactor) == [(LV_RTP, b"resumed", LIVEVOX)]
 
 
-def test_refresh_keeps_latch(session: TwistedMediaSession, reactor: MemoryUdpReactor) -> None:
-    """An unchanged SDP (a session refresh) keeps the latched address."""
-    behind_nat = (LIVEVOX[0], 50000)
-    reactor.deliver(LV_RTP, b"x", behind_nat)
+def test_refresh_keeps_the_sides(session: TwistedMediaSession, reactor: MemoryUdpReactor) -> None:
+    """An unchanged SDP (a session refresh) changes nothing: media still flows both ways."""
+    reactor.deliver(LV_RTP, b"x", LIVEVOX)
     session.on_caller_sdp_change(offer(*LIVEVOX), Results())
     sent(reactor)
     reactor.deliver(VD_RTP, b"back", VENDOR)
-    assert sent(reactor) == [(LV_RTP, b"back", behind_nat)]
+    reactor.deliver(LV_RTP, b"again", LIVEVOX)
+    assert sent(reactor) == [(LV_RTP, b"back", LIVEVOX), (VD_RTP, b"again", VENDOR)]
 
 
 def test_new_sdp_address_resets_latch(
@@ -382,7 +422,7 @@ def test_release_closes_ports(
 
 def test_exhaustion(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> None:
     """With three pairs, a second call is refused 503, its first pair given back, and readiness says so."""
-    media = TwistedMediaRelay(reactor, media_config(port_max=30005), registry)
+    media = TwistedMediaRelay(reactor, media_config(port_max=30005), registry, port_rng=PortsInOrder())
     media.start()
     media.new_session("call-1")
     assert media.online() is not None and "no free media ports" in str(media.online())
@@ -397,7 +437,7 @@ def test_exhaustion(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> N
 
 def test_not_running(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> None:
     """Before start and after stop the engine is not online and refuses sessions."""
-    media = TwistedMediaRelay(reactor, media_config(), registry)
+    media = TwistedMediaRelay(reactor, media_config(), registry, port_rng=PortsInOrder())
     assert media.online() == "media relay not started"
     with pytest.raises(MediaNotRunningError):
         media.new_session("call-1")
@@ -416,7 +456,7 @@ def test_not_running(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> 
 
 def test_service_wraps_engine(reactor: MemoryUdpReactor, registry: CollectorRegistry) -> None:
     """The service starts the engine with the tree and stops it with it."""
-    media = TwistedMediaRelay(reactor, media_config(), registry)
+    media = TwistedMediaRelay(reactor, media_config(), registry, port_rng=PortsInOrder())
     service = MediaRelayService(media)
     service.startService()
     assert media.online() is None
@@ -439,7 +479,7 @@ def test_unusable_advertised_address(
 
 def test_wildcard_listen_with_advertised_address(reactor: MemoryUdpReactor) -> None:
     """Listening on every address is fine when an address to advertise is given."""
-    media = TwistedMediaRelay(reactor, media_config(listen_host="0.0.0.0"), CollectorRegistry())
+    media = TwistedMediaRelay(reactor, media_config(listen_host="0.0.0.0"), CollectorRegistry(), port_rng=PortsInOrder())
     assert media.address == ADVERTISED
 
 

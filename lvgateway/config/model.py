@@ -262,6 +262,10 @@ class MediaConfig:
     :param port_max: the highest media port.
     :param initial_timeout: a side sending no RTP this long after answer ends the call.
     :param timeout: a side silent this long in the call ends it.
+    :param vendor_latching: ``strict`` takes the vendor's media only from the
+        address its SDP names; ``first_packet``, for a vendor behind NAT,
+        latches once to the first datagram from its networks (see
+        :mod:`lvgateway.media.latching`). LiveVox's side is always strict.
     """
 
     engine: MediaEngine
@@ -271,6 +275,7 @@ class MediaConfig:
     port_max: int
     initial_timeout: float
     timeout: float
+    vendor_latching: Literal["strict", "first_packet"] = "strict"
 
 
 @attrs.frozen
@@ -366,14 +371,20 @@ class ManholeConfig:
 
 @attrs.frozen
 class LoggingConfig:
-    """Extra log output besides twistd's own.
+    """The log outputs: twistd's own and the JSON file.
 
-    :param level: the lowest level written to ``json_file``.
+    :param level: the lowest level written to every output.
     :param json_file: a file to write JSON lines to, or ``None``.
+    :param rotate: ``"size"`` (at ``max_bytes``) or ``"daily"``.
+    :param max_bytes: the JSON file rotates at this size (``rotate = "size"``).
+    :param keep: rotated JSON files kept (``rotate = "size"``).
     """
 
     level: str
     json_file: str | None
+    rotate: str = "size"
+    max_bytes: int = 100_000_000
+    keep: int = 10
 
 
 @attrs.frozen

@@ -458,6 +458,7 @@ def _media(root: Table) -> MediaConfig:
         port_max=t.integer("port_max", 29999, low=1024, high=65535),
         initial_timeout=t.number("initial_timeout", 60.0, low=1.0),
         timeout=t.number("timeout", 120.0, low=1.0),
+        vendor_latching=t.string("vendor_latching", "strict", choices=("strict", "first_packet")),
     )
     if media.port_min % 2:
         t.problems.add(t.key("port_min"), f"found {media.port_min}, expected an even port (RTP)")
@@ -609,6 +610,9 @@ def _logging(root: Table) -> LoggingConfig:
     logging = LoggingConfig(
         level=t.string("level", "info", choices=("debug", "info", "warn", "error", "critical")),
         json_file=t.path_value("json_file", None),
+        rotate=t.string("rotate", "size", choices=("size", "daily")),
+        max_bytes=t.integer("max_bytes", 100_000_000, low=4096),
+        keep=t.integer("keep", 10, low=1),
     )
     t.finish()
     return logging

@@ -2,15 +2,18 @@
 
 The allocator binds each port with ``reactor.listenUDP`` and skips every
 port it cannot bind (another process, or a socket of ours still closing), so
-it needs no knowledge of the machine's other users. It walks the range from
-where it last stopped, round-robin, so a port just given back is the last to
-be reused: a late packet of an ended call is unlikely to reach the next one.
+it needs no knowledge of the machine's other users. It picks each pair **at
+random** from the free ones, so a stranger cannot guess a call's ports from
+the last call's; pairs given back recently are picked only when no other is
+free, so a late packet of an ended call is unlikely to reach the next one.
 A port stays *busy* until its socket is really closed (``stopListening``
 closes it on the next reactor turn).
 """
 
 from __future__ import annotations
 
+import random
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -50,14 +53,17 @@ class PortAllocator:
     :param port_min: the lowest port; rounded up to even.
     :param port_max: the highest port; an RTP port needs its RTCP port at
         most ``port_max``.
+    :param rng: picks the pairs (the operating system's randomness by default).
     """
 
     reactor: Any
     interface: str
     port_min: int
     port_max: int
+    rng: random.Random = attrs.field(factory=random.SystemRandom)
     _busy: set[int] = attrs.field(factory=set, init=False)
-    _cursor: int = attrs.field(init=False)
+    #: RTP ports given back lately, oldest first: picked last.
+    _resting: deque[int] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         first = self.port_min + (self.port_min % 2)
@@ -66,7 +72,7 @@ class PortAllocator:
                 f"media port range {self.port_min}-{self.port_max} holds no RTP/RTCP pair"
             )
         self.port_min = first
-        self._cursor = first
+        self._resting = deque(maxlen=max(1, self.pairs_total // 2))
 
     @property
     def pairs_total(self) -> int:
@@ -93,14 +99,7 @@ class PortAllocator:
         :raises lvgateway.media.errors.PortsExhaustedError: when no pair of the
             range can be bound.
         """
-        total = self.pairs_total
-        for _ in range(total):
-            rtp_number = self._cursor
-            self._cursor += 2
-            if self._cursor + 1 > self.port_max:
-                self._cursor = self.port_min
-            if rtp_number in self._busy or rtp_number + 1 in self._busy:
-                continue
+        for rtp_number in self._candidates():
             rtp = self._bind(rtp_number, factory)
             if rtp is None:
                 continue
@@ -113,6 +112,19 @@ class PortAllocator:
             f"no free RTP/RTCP pair in {self.port_min}-{self.port_max} on {self.interface}"
             f" ({len(self._busy)} ports held by this relay)"
         )
+
+    def _candidates(self) -> list[int]:
+        """The free RTP ports in the order to try them: at random, the resting ones last."""
+        resting = set(self._resting)
+        free = [
+            self.port_min + 2 * n
+            for n in range(self.pairs_total)
+            if self.port_min + 2 * n not in self._busy
+            and self.port_min + 2 * n + 1 not in self._busy
+        ]
+        fresh = [number for number in free if number not in resting]
+        self.rng.shuffle(fresh)
+        return fresh + [number for number in self._resting if number in free]
 
     def _bind(self, number: int, factory: Callable[[int], P]) -> BoundPort[P] | None:
         protocol = factory(number)
@@ -128,10 +140,19 @@ class PortAllocator:
         closing = bound.listening.stopListening()
         if not isinstance(closing, Deferred):
             self._busy.discard(bound.number)
+            if bound.number % 2 == 0:
+                self._rest(bound.number)
             return succeed(None)
 
         def freed(result: object) -> None:
             self._busy.discard(bound.number)
+            if bound.number % 2 == 0:
+                self._rest(bound.number)
 
         closing.addBoth(freed)
         return closing
+
+    def _rest(self, rtp_number: int) -> None:
+        if rtp_number in self._resting:
+            self._resting.remove(rtp_number)
+        self._resting.append(rtp_number)

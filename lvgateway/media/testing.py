@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import errno
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ from lvgateway.media.errors import (
 from lvgateway.media.interfaces import IMediaRelay, IMediaSession, SdpResultCallback
 from lvgateway.media.sdp import MediaTarget, rewrite_sdp
 
-__all__ = ["FakeMediaRelay", "FakeMediaSession", "MemoryUdpPort", "MemoryUdpReactor"]
+__all__ = ["FakeMediaRelay", "FakeMediaSession", "MemoryUdpPort", "MemoryUdpReactor", "PortsInOrder"]
 
 Address = tuple[str, int]
 
@@ -341,3 +342,10 @@ class MemoryUdpReactor(MemoryReactorClock):
     def deliver(self, to: Address, data: bytes, source: Address) -> None:
         """Hand ``data`` from ``source`` to the protocol bound at ``to``."""
         self.udp[to].protocol.datagramReceived(data, source)
+
+
+class PortsInOrder(random.Random):
+    """A port picker that shuffles nothing: pairs come in order from the range's start, for tests that name ports."""
+
+    def shuffle(self, x: Any) -> None:  # type: ignore[override]
+        """Leave the order as it is."""

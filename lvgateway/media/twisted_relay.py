@@ -7,16 +7,15 @@ datagram from LiveVox on the LiveVox-facing RTP port goes out of the
 vendor-facing RTP port to the vendor, and the reverse; RTCP the same on the
 ``+1`` ports. Payloads are untouched.
 
-**Latching.** Each side's destination starts as the address its SDP names.
-A datagram is accepted from a side when it comes from the address the side
-was last heard from, or from the host its SDP names, or from the side's
-allowed networks (LiveVox: ``sip.allowed_networks``; the vendor: its
-endpoints' addresses, per session); an accepted datagram from a new address
-*latches* the side to it (NAT, or a media server that sends from another
-port), and the side's datagrams go there from then on. Anyone else's
-datagrams are dropped and counted (``unknown_source``): a stranger cannot
-hijack a stream. A new SDP from a side with a different address resets its
-latch; an identical one (a refresh) keeps it.
+**Latching** (:mod:`lvgateway.media.latching`). A side's datagrams are
+accepted only from the address and port its SDP names, and go back there.
+Anyone else's, a host inside the allowed networks included, are dropped and
+counted (``unknown_source``): a stranger can neither take nor inject audio.
+A new SDP from a side moves it; an old-style hold (``c=0.0.0.0``) stops
+sending to it but still takes its datagrams from where it was. A vendor
+behind NAT is the opt-in (``[media] vendor_latching = "first_packet"``):
+the first datagram from the vendor's networks latches its port, and the
+latch never moves during the call.
 
 **Hot path.** ``datagramReceived`` compares the source with the latched
 address, reads the clock, calls the other port's ``socket.sendto`` directly
@@ -29,6 +28,7 @@ Nothing is logged per datagram.
 from __future__ import annotations
 
 import ipaddress
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -58,6 +58,7 @@ from lvgateway.media.errors import (
     PortsExhaustedError,
 )
 from lvgateway.media.interfaces import IMediaRelay, IMediaSession, SdpResultCallback
+from lvgateway.media.latching import LatchMode, admits
 from lvgateway.media.metrics import MediaMetrics
 from lvgateway.media.ports import BoundPort, PortAllocator
 from lvgateway.media.sdp import MediaTarget, rewrite_sdp
@@ -112,8 +113,10 @@ class _RelayPort(DatagramProtocol):
         stream: str,
         networks: Sequence[IPNetwork],
         clock: Callable[[], float],
+        mode: LatchMode = "strict",
     ) -> None:
         self.call_id = call_id
+        self.mode: LatchMode = mode
         self.side = side
         self.stream = stream
         self.networks = tuple(networks)
@@ -153,7 +156,8 @@ class _RelayPort(DatagramProtocol):
 
     def _admit(self, addr: Address) -> bool:
         host = addr[0]
-        if host == self.sdp_host or _in_networks(host, self.networks):
+        allowed = self.mode == "first_packet" and _in_networks(host, self.networks)
+        if admits(addr, self.sdp_addr, self.remote, self.mode, allowed):
             previous, self.remote = self.remote, addr
             if not self.hold:
                 self.dest = addr
@@ -175,13 +179,14 @@ class _RelayPort(DatagramProtocol):
         if self.dropped_source in (1, 10, 100, 1000, 10000):
             log.warn(
                 "media {call_id}: {stream} datagram from {host}:{port} dropped on the"
-                " {side}-facing port: not {side}'s address nor its allowed networks"
+                " {side}-facing port: not the address {side}'s SDP names ({sdp})"
                 " ({dropped} dropped here so far)",
                 call_id=self.call_id,
                 side=self.side,
                 stream=self.stream,
                 host=host,
                 port=addr[1],
+                sdp=self.sdp_addr,
                 dropped=self.dropped_source,
             )
         return False
@@ -190,10 +195,14 @@ class _RelayPort(DatagramProtocol):
         """Take the side's address from a new SDP; an unchanged SDP keeps the latch."""
         if addr == self.sdp_addr and hold == self.hold and (host is None or host == self.sdp_host):
             return
-        self.sdp_addr = addr
-        if host is not None:  # an old-style hold names no host: keep trusting the last one
+        if addr is not None:  # an old-style hold names no address: keep taking it from the last
+            self.sdp_addr = addr
+        if host is not None:
             self.sdp_host = host
         self.hold = hold
+        if self.mode == "first_packet" and self.remote is not None:
+            self.dest = None if hold else self.remote  # the NAT latch never moves
+            return
         self.remote = None
         self.dest = None if hold else addr
 
@@ -401,11 +410,12 @@ class TwistedMediaRelay:
     :param reactor: provides ``IReactorUDP`` and ``IReactorTime``.
     :param config: the media settings (address, port range, timeouts).
     :param registry: the Prometheus registry its metrics go on.
-    :param livevox_networks: LiveVox's networks (``sip.allowed_networks``):
-        LiveVox's media is accepted from them as well as from the address
-        its SDP names.
+    :param livevox_networks: LiveVox's networks (``sip.allowed_networks``),
+        for the log; LiveVox's media is taken only from the address its SDP
+        names.
     :param monotonic: the clock of last-packet times and media timeouts.
     :param metrics_interval: how often the Prometheus counters catch up.
+    :param port_rng: picks the ports (the operating system's randomness by default).
     :raises ValueError: when the address to advertise is a wildcard or not
         an IP address, or the port range holds no pair.
     """
@@ -416,6 +426,7 @@ class TwistedMediaRelay:
     livevox_networks: Sequence[IPNetwork] = ()
     monotonic: Callable[[], float] = time.monotonic
     metrics_interval: float = 1.0
+    port_rng: random.Random | None = None
     address: str = attrs.field(init=False)
     _allocator: PortAllocator = attrs.field(init=False)
     _metrics: MediaMetrics = attrs.field(init=False)
@@ -427,7 +438,11 @@ class TwistedMediaRelay:
     def __attrs_post_init__(self) -> None:
         self.address = _advertised(self.config)
         self._allocator = PortAllocator(
-            self.reactor, self.config.listen_host, self.config.port_min, self.config.port_max
+            self.reactor,
+            self.config.listen_host,
+            self.config.port_min,
+            self.config.port_max,
+            rng=self.port_rng or random.SystemRandom(),
         )
         self._metrics = MediaMetrics.on(self.registry)
 
@@ -489,8 +504,9 @@ class TwistedMediaRelay:
 
         def port_factory(side: MediaSide, networks: Iterable[IPNetwork]) -> Any:
             nets = tuple(networks)
+            mode: LatchMode = "strict" if side == "livevox" else self.config.vendor_latching
             return lambda number: _RelayPort(
-                call_id, side, "rtcp" if number % 2 else "rtp", nets, clock
+                call_id, side, "rtcp" if number % 2 else "rtp", nets, clock, mode
             )
 
         try:
