@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import enum
 import gc
+import os
+import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -21,7 +23,9 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.internet.task import LoopingCall
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 from lvgateway.health import Readiness
 
@@ -80,6 +84,14 @@ class OrderedDrain:
     timeout: float
     _steps: list[DrainStep] = attrs.field(factory=list)
     draining: bool = False
+    #: Says what is left (``2 calls left, 1 wrap-up left``), for the progress lines.
+    progress: Callable[[], str] | None = None
+    #: How often a progress line is logged while the drain runs.
+    progress_interval: float = 5.0
+    #: Hooks run as the drain begins (systemd's STOPPING=1).
+    on_begin: list[Callable[[], object]] = attrs.field(factory=list)
+    started_at: float | None = None
+    current_step: str | None = None
     log = Logger()
 
     def register(self, name: str, phase: DrainPhase, action: StepAction, timeout: float) -> None:
@@ -104,7 +116,7 @@ class OrderedDrain:
         :return: each step's outcome, in the order run.
         """
         self.draining = True
-        started = self.clock.seconds()
+        started = self.started_at = self.clock.seconds()
         deadline = started + self.timeout
         outcomes: list[StepOutcome] = []
         self.log.info(
@@ -112,10 +124,43 @@ class OrderedDrain:
             count=len(self._steps),
             timeout=self.timeout,
         )
-        for step in self.steps():
-            outcomes.append(await self._run_step(step, deadline))
+        for hook in self.on_begin:
+            try:
+                hook()
+            except Exception:
+                self.log.failure("drain hook {hook} raised", hook=hook)
+        reporter = LoopingCall(self.report_progress)
+        reporter.clock = self.clock
+        reporter.start(self.progress_interval, now=False).addErrback(
+            lambda failure: self.log.failure("drain progress timer stopped", failure)
+        )
+        try:
+            for step in self.steps():
+                self.current_step = step.name
+                outcomes.append(await self._run_step(step, deadline))
+        finally:
+            self.current_step = None
+            if reporter.running:
+                reporter.stop()
         self.log.info("drain ended after {seconds:.3f}s", seconds=self.clock.seconds() - started)
         return outcomes
+
+    def time_left(self) -> float:
+        """Seconds left of the drain's bound (the whole bound before it began)."""
+        if self.started_at is None:
+            return self.timeout
+        return max(0.0, self.started_at + self.timeout - self.clock.seconds())
+
+    def describe_left(self) -> str:
+        """Say what is left of the drain: the step, the work, the time."""
+        left = self.progress() if self.progress is not None else ""
+        step = f"step {self.current_step}, " if self.current_step else ""
+        work = f"{left}, " if left else ""
+        return f"{step}{work}{self.time_left():.0f}s left of {self.timeout:g}s"
+
+    def report_progress(self) -> None:
+        """Log one progress line: calls left, wrap-ups left, time left."""
+        self.log.info("drain in progress: {left}", left=self.describe_left())
 
     async def _run_step(self, step: DrainStep, deadline: float) -> StepOutcome:
         begun = self.clock.seconds()
@@ -161,6 +206,25 @@ class GatewayService(MultiService):
         self.drain_outcomes: list[StepOutcome] = []
         #: The gateway's named parts, for the manhole and the control API.
         self.namespace: dict[str, object] = {}
+        #: twistd's log observer, when the gateway chooses it (filtered at the config's level).
+        self.log_observer: ILogObserver | None = None
+        #: Answer a second SIGTERM with what is left, and exit at a third (under twistd only).
+        self.handle_signals = False
+        #: Run once every child has started (the listeners are bound by then).
+        self.on_started: list[Callable[[], object]] = []
+        self._terms = 0
+        self._previous_term: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Join twistd's application, handing it the gateway's log observer first.
+
+        twistd asks the application for an ``ILogObserver`` component before it
+        builds its own, so the gateway's level and filters govern twistd's log too.
+        """
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            if parent.getComponent(ILogObserver, None) is None:  # type: ignore[no-untyped-call]
+                parent.setComponent(ILogObserver, self.log_observer)  # type: ignore[no-untyped-call]
+        super().setServiceParent(parent)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         """Start the children, then freeze the start-up heap out of garbage collection.
@@ -170,6 +234,48 @@ class GatewayService(MultiService):
         """
         MultiService.startService(self)
         gc.freeze()
+        for hook in self.on_started:
+            try:
+                hook()
+            except Exception:
+                self.drain.log.failure("start-up hook {hook} raised", hook=hook)
+        if self.handle_signals:
+            from twisted.internet import reactor
+
+            # After the reactor has installed its own handlers, which it does as it starts.
+            reactor.callWhenRunning(self._install_sigterm)  # type: ignore[attr-defined]
+
+    def _install_sigterm(self) -> None:
+        self._previous_term = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._sigterm)
+
+    def _sigterm(self, signum: int, frame: Any) -> None:
+        """The first SIGTERM starts the drain; the second says what is left; the third exits now."""
+        self._terms += 1
+        if self._terms == 1:
+            if callable(self._previous_term):
+                self._previous_term(signum, frame)
+            return
+        from twisted.internet import reactor
+
+        if self._terms == 2:
+            reactor.callFromThread(self._second_sigterm)  # type: ignore[attr-defined]
+            return
+        # Written straight to the file descriptor: the reactor may be the thing that is stuck.
+        text = (
+            "lvgateway: third SIGTERM: forcing exit now, drain cut short "
+            f"({self.drain.describe_left()}); unfinished calls are recovered at the next start\n"
+        )
+        try:
+            os.write(2, text.encode())
+        finally:
+            os._exit(1)
+
+    def _second_sigterm(self) -> None:
+        self.drain.log.warn(
+            "second SIGTERM: still draining ({left}); a third SIGTERM forces exit now",
+            left=self.drain.describe_left(),
+        )
 
     def stopService(self) -> Deferred[None]:
         """Drain in order, then stop the children (the listeners last of all)."""

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from lvgateway.agents.pool import AgentPool
 from lvgateway.agents.stranded import StrandedSettings
 from lvgateway.calls.blocking import ThreadPoolRunner
+from lvgateway.calls.records import CallState
 from lvgateway.calls.service import CallService, catalogue_agents
 from lvgateway.calls.store import CallStore
 from lvgateway.config import GatewayConfig
@@ -30,6 +31,8 @@ from lvgateway.control.manhole import manhole_service
 from lvgateway.control.vendor_api import vendor_api_service
 from lvgateway.drain import DrainPhase, GatewayService, OrderedDrain
 from lvgateway.health import Readiness
+from lvgateway.instance import StateLock
+from lvgateway.lifecycle import StartupReport
 from lvgateway.livevox import AiaClient, LiveVoxClient, LiveVoxMetrics, http_client_for
 from lvgateway.logs import JsonLogService
 from lvgateway.media.select import make_media_relay
@@ -38,6 +41,7 @@ from lvgateway.metrics import new_registry
 from lvgateway.sip.service import SipService
 from lvgateway.sip.sippy_reactor import SippyOnReactor
 from lvgateway.supervisor import ChildProcessService
+from lvgateway.systemd import Notifier, SystemdReporter
 
 log = Logger()
 
@@ -74,6 +78,8 @@ def build_gateway(
     config: GatewayConfig,
     reactor: Any,
     registry: CollectorRegistry | None = None,
+    state_lock: StateLock | None = None,
+    notifier: Notifier | None = None,
 ) -> GatewayService:
     """Build the root service of one gateway process.
 
@@ -109,7 +115,17 @@ def build_gateway(
         namespace[name] = service
 
     if config.logging.json_file is not None:
-        add("json_log", JsonLogService(config.logging.json_file, config.logging.level))
+        add(
+            "json_log",
+            JsonLogService(
+                config.logging.json_file,
+                config.logging.level,
+                rotate=config.logging.rotate,
+                max_bytes=config.logging.max_bytes,
+                keep=config.logging.keep,
+                install_signal=state_lock is not None,
+            ),
+        )
     # Children start first and stop last, after the drain (the demo's LiveVox is one).
     for child in config.child_processes:
         add(
@@ -176,12 +192,33 @@ def build_gateway(
             ),
         )
     root.namespace = namespace
-    log.info(
-        "gateway {name} built: {agents} agents, SIP on udp {host}:{port}, control on {control}",
-        name=config.gateway.name,
-        agents=len(config.agents),
-        host=config.sip.listen_host,
-        port=config.sip.listen_port,
-        control=config.control_listen,
+
+    def ready_counts() -> tuple[int, int]:
+        counts = agents.counts()
+        return counts["ready"], sum(counts.values())
+
+    def wrapups_left() -> int:
+        return calls.book.count(CallState.WRAPUP)
+
+    def drain_left() -> str:
+        return f"{len(sip.router.live)} calls left, {wrapups_left()} wrap-ups left"
+
+    drain.progress = drain_left
+    report = StartupReport(
+        config,
+        reactor,
+        ready_counts,
+        lambda: len(sip.router.live),
+        wrapups_left,
+        calls.when_recovered,
+        SystemdReporter(
+            notifier if notifier is not None else Notifier(), reactor, lambda: report.status()
+        ),
     )
+    namespace["startup"] = report
+    agents.add_listener(lambda user, old, new: report.agent_moved())
+    root.on_started.append(report.started)
+    drain.on_begin.append(report.stopping)
+    drain.register("stop systemd notifications", DrainPhase.CLOSE_STORE, report.systemd.stop, 1.0)
+    report.building()
     return root

@@ -1,4 +1,4 @@
-"""The ``twistd lvgateway`` command line: options, ``--check-config``, and ``makeService``."""
+"""The ``twistd lvgateway`` command line: options, ``--check-config``, ``--version``, and ``makeService``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from twisted.python import usage
 
 from lvgateway.config import ConfigError, GatewayConfig, load_config
 from lvgateway.config.summary import summarise
+from lvgateway.instance import StateDirectoryInUseError, StateLock
+from lvgateway.paths import path_problems
+from lvgateway.version import gateway_version
 
 
 def check_config(path: str, out: TextIO, err: TextIO) -> int:
     """Validate the config at ``path`` like ``nginx -t``: print a summary or every error.
 
-    Binds nothing and starts nothing.
+    Binds nothing and starts nothing; checks that the state and log paths
+    exist or can be created, and are writable.
 
     :return: the exit status: 0 when valid, 1 when not.
     """
@@ -26,6 +30,13 @@ def check_config(path: str, out: TextIO, err: TextIO) -> int:
             f"{e.render()}\n{path}: configuration is NOT valid ({len(e.problems)} problems)\n"
         )
         return 1
+    problems = path_problems(config)
+    if problems:
+        err.write(
+            "".join(f"{p}\n" for p in problems)
+            + f"{path}: configuration is NOT valid ({len(problems)} problems)\n"
+        )
+        return 1
     out.write(summarise(config) + "\n")
     return 0
 
@@ -33,7 +44,7 @@ def check_config(path: str, out: TextIO, err: TextIO) -> int:
 class Options(usage.Options):
     """Options of ``twistd lvgateway``."""
 
-    synopsis = "[--config FILE] [--check-config]"
+    synopsis = "[--config FILE] [--check-config] [--version]"
     longdesc = (
         "Keep LiveVox virtual agents logged in and READY, answer LiveVox's SIP INVITEs to "
         "their 899 numbers, bridge each call to the AI vendor's SIP endpoint, and close "
@@ -52,9 +63,24 @@ class Options(usage.Options):
     ]
 
     gateway_config: GatewayConfig
+    state_lock: StateLock
+
+    def opt_version(self) -> None:
+        """Print the gateway's version and exit."""
+        from twisted import __version__ as twisted_version
+
+        sys.stdout.write(
+            f"lvgateway {gateway_version()} (Twisted {twisted_version}, "
+            f"Python {sys.version.split()[0]})\n"
+        )
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
-        """Load the config now, so a bad file stops twistd before it daemonizes or binds."""
+        """Load the config and lock the state directory, before twistd daemonizes or binds.
+
+        The lock comes before anything else runs: a second gateway on the same
+        state directory exits here, having built nothing and asked LiveVox nothing.
+        """
         if self["check-config"]:
             raise SystemExit(check_config(self["config"], sys.stdout, sys.stderr))
         try:
@@ -64,6 +90,17 @@ class Options(usage.Options):
                 f"{e.render()}\nlvgateway: not starting: the configuration is not valid\n"
             )
             raise SystemExit(1) from None
+        state_dir = self.gateway_config.gateway.state_dir
+        try:
+            self.state_lock = StateLock.acquire(state_dir)
+        except StateDirectoryInUseError as e:
+            sys.stderr.write(f"lvgateway: not starting: {e}\n")
+            raise SystemExit(1) from None
+        except OSError as e:
+            sys.stderr.write(
+                f"lvgateway: not starting: state directory {state_dir} cannot be locked: {e}\n"
+            )
+            raise SystemExit(1) from None
 
 
 def makeService(options: Options) -> IService:
@@ -71,5 +108,10 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from lvgateway.gateway import build_gateway
+    from lvgateway.logs import twistd_observer
 
-    return build_gateway(options.gateway_config, reactor)
+    config = options.gateway_config
+    root = build_gateway(config, reactor, state_lock=getattr(options, "state_lock", None))
+    root.log_observer = twistd_observer(getattr(options, "parent", None), config.logging.level)
+    root.handle_signals = True
+    return root

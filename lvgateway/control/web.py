@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.error import UnsupportedMethod
@@ -148,9 +149,25 @@ class Routes(BaseResource):
         return json_reply(request, {"routes": self.route_names()})
 
 
+#: Paths polled by scrapers and probes: no access line for them, or they drown the log.
+QUIET_PATHS = frozenset({b"/metrics", b"/healthz", b"/readyz"})
+
+
+class QuietSite(Site):
+    """A site that writes no access line for probes and scrapes, and no factory start/stop lines."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        """Write the access line, unless the request is a probe or a scrape."""
+        if request.path in QUIET_PATHS:
+            return
+        super().log(request)  # type: ignore[no-untyped-call]
+
+
 def make_site(resource: IResource) -> Site:
     """Return a site serving ``resource`` that never shows a traceback to a client."""
-    site = Site(resource)  # type: ignore[no-untyped-call]
+    site = QuietSite(resource)  # type: ignore[no-untyped-call]
     site.displayTracebacks = False
     return site
 
