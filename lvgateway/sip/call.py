@@ -229,6 +229,8 @@ class BridgedCall:
             ),
             rtime=self._try_event.rtime,
         )
+        if self._try_event.max_forwards is not None:  # RFC 7332: one hop less
+            event.max_forwards = max(0, self._try_event.max_forwards - 1)
         self._arm("no_progress", self._vendor.no_progress_time, self._no_progress)
         self._arm(
             "no_answer",

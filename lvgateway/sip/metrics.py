@@ -1,4 +1,5 @@
-"""The SIP part's Prometheus metrics: calls by result and code, active calls, setup and duration."""
+"""The SIP part's Prometheus metrics: calls by result and code, active calls, setup and duration,
+live transactions and refused messages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from lvgateway.metrics import counter, gauge, histogram
+from lvgateway.sip.guard import REASONS
 
 __all__ = ["SipMetrics"]
 
@@ -52,6 +54,17 @@ class SipMetrics:
             registry,
             "lvgateway_sip_datagrams_dropped_total",
             "SIP datagrams dropped unanswered because their source is not an allowed network.",
+        )
+        self.refused = counter(
+            registry,
+            "lvgateway_sip_messages_refused_total",
+            "SIP messages answered with an error or dropped before any transaction, by reason.",
+            {"reason": REASONS},
+        )
+        self.transactions = gauge(
+            registry,
+            "lvgateway_sip_transactions",
+            "SIP transactions (client and server) the stack holds now.",
         )
 
     def call_result(self, result: str, code: int | None) -> None:

@@ -59,6 +59,16 @@ def _source(req: Any) -> tuple[str, int] | None:
         return None
 
 
+def _max_forwards(req: Any) -> int | None:
+    """The request's Max-Forwards, if it has a readable one."""
+    try:
+        if req.countHFs("max-forwards") == 0:
+            return None
+        return int(req.getHFBody("max-forwards").getNum())
+    except Exception:
+        return None
+
+
 def _session_id(req: Any) -> str | None:
     """The INVITE's ``Session-ID`` (LiveVox's callSessionId), if it has one."""
     for name, value in request_headers(req):
@@ -105,11 +115,25 @@ class CallRouter:
         self._idle_waiters: list[Deferred[None]] = []
 
     def handle_request(self, req: Any, sip_t: Any) -> Any:
-        """Sippy's callback for each request outside a dialog."""
+        """Sippy's callback for each request outside a dialog.
+
+        The guard in front of Sippy has parsed every header already; should one
+        still fail here, the request gets 400 rather than an exception, which
+        would leave its server transaction in Sippy's table for good.
+        """
+        try:
+            to_tag = req.getHFBody("to").getTag()
+        except Exception:
+            return (req.genResponse(400, "Bad Request (malformed To header)"), None, None)
         method = req.getMethod()
-        if req.getHFBody("to").getTag() is not None:
+        if to_tag is not None:
             return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
         if method == "INVITE":
+            hops = _max_forwards(req)
+            if hops is not None and hops <= 1:
+                # RFC 7332: the vendor leg carries one less; it would leave with 0.
+                self._metrics.call_result("refused", 483)
+                return (req.genResponse(483, "Too Many Hops"), None, None)
             return self._invite(req, sip_t)
         if method == "OPTIONS":
             if self.draining:

@@ -53,6 +53,8 @@ class SipService(Service):
         readiness: Readiness,
     ) -> None:
         self.metrics = SipMetrics(registry)
+        #: The gateway's readiness, which OPTIONS answers agree with (:meth:`unready`).
+        self.readiness = readiness
         self.endpoints = VendorEndpoints(config.vendor.endpoints, reactor)
         self.router = CallRouter(
             reactor, pool, calls, media, config.vendor, self.endpoints, self.metrics
@@ -69,6 +71,7 @@ class SipService(Service):
             self.router.handle_request,
             user_agent=user_agent,
             advertised_host=config.sip.advertised_host,
+            metrics=self.metrics,
         )
         self.health = VendorHealth(
             reactor,
@@ -100,6 +103,13 @@ class SipService(Service):
         drain.register("stop SIP", DrainPhase.STOP_SIP, self._stop_sip, 5.0)
         readiness.add_check("sip", self._not_listening)
         readiness.add_check("vendor", self.health.unavailable)
+
+    def unready(self) -> str | None:
+        """Why ``/readyz`` would answer 503 now (every failing check, by name), or ``None``."""
+        failures = self.readiness.failures()
+        if not failures:
+            return None
+        return "; ".join(f"{name}: {why}" for name, why in failures.items())
 
     def _not_listening(self) -> str | None:
         return None if self.stack.running else "SIP is not listening"

@@ -99,6 +99,7 @@ _PARSE_ERRORS = (
     "KeyError",
     "IndexError",
     "TypeError",
+    "UnboundLocalError",
 )
 
 

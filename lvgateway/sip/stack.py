@@ -18,6 +18,8 @@ from sippy.Udp_server import Udp_server_opts
 from twisted.application.service import Service
 from twisted.logger import Logger
 
+from lvgateway.sip.guard import MessageGuard
+from lvgateway.sip.metrics import SipMetrics
 from lvgateway.sip.sippy_reactor import SippyOnReactor
 from lvgateway.sip.udp import ReactorUdpServer, SourceFilter
 
@@ -112,6 +114,8 @@ class SipStack(Service):
     :param user_agent: the ``User-Agent``/``Server`` header.
     :param advertised_host: the address put in Via and Contact, if not the bound one.
     :param trace: log every SIP message at debug level.
+    :param metrics: where live transactions and refused messages are counted.
+    :param guard_log_interval: seconds between the guard's summary log lines.
     """
 
     def __init__(
@@ -124,6 +128,8 @@ class SipStack(Service):
         user_agent: str = "lvgateway",
         advertised_host: str | None = None,
         trace: bool = False,
+        metrics: SipMetrics | None = None,
+        guard_log_interval: float = 60.0,
     ) -> None:
         self._reactor = reactor
         self._host = listen_host
@@ -136,6 +142,16 @@ class SipStack(Service):
         self.adapter: SippyOnReactor | None = None
         self.global_config: dict[str, Any] = {}
         self.tm: Any = None
+        self._metrics = metrics
+        self.guard = MessageGuard(
+            reactor,
+            self._send_refusal,
+            on_refused=self._count_refusal,
+            server=user_agent,
+            interval=guard_log_interval,
+        )
+        if metrics is not None:
+            metrics.transactions.set_function(self.transactions)
 
     @property
     def port(self) -> int:
@@ -148,6 +164,20 @@ class SipStack(Service):
         server: ReactorUdpServer = self.tm.l4r.getServer(None)
         return server
 
+    def transactions(self) -> int:
+        """How many client and server transactions Sippy holds now."""
+        if self.tm is None:
+            return 0
+        return len(self.tm.tclient or ()) + len(self.tm.tserver or ())
+
+    def _send_refusal(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.tm is not None:
+            self.server.send_to(data, address)
+
+    def _count_refusal(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.refused.labels(reason).inc()
+
     def startService(self) -> None:
         """Drive Sippy from the reactor and bind the SIP port."""
         self.adapter = SippyOnReactor.for_reactor(self._reactor)
@@ -158,7 +188,7 @@ class SipStack(Service):
             "_sip_logger": SipTrace(self._trace),
         }
         server = functools.partial(
-            ReactorUdpServer, self._reactor, self.source_filter, self._advertised
+            ReactorUdpServer, self._reactor, self.source_filter, self._advertised, guard=self.guard
         )
         self.tm = _TransactionManager(self.global_config, self._handler, server)
         self.global_config["_sip_tm"] = self.tm
@@ -168,6 +198,7 @@ class SipStack(Service):
     def stopService(self) -> None:
         """Stop listening; transactions in flight are abandoned."""
         Service.stopService(self)
+        self.guard.stop()
         if self.tm is not None:
             self.tm.shutdown()
             self.tm = None

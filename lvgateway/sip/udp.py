@@ -7,7 +7,9 @@ drops every datagram from a network that is not allowed before Sippy sees it:
 Sippy answers an unparseable request with 400 before any callback runs, and
 in-dialog requests bypass the request callback, so the filter must sit here.
 A dropped datagram gets no response at all; it is counted, and logged at
-most once a minute per source address.
+most once a minute per source address. An allowed datagram then passes the
+:class:`~lvgateway.sip.guard.MessageGuard`, which answers or drops, without a
+transaction, every message Sippy must not process.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lvgateway.config.model import IPNetwork
+from lvgateway.sip.guard import MessageGuard
 
 __all__ = ["ReactorUdpServer", "SourceFilter"]
 
@@ -98,6 +101,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
     :param source_filter: decides which datagrams Sippy sees.
     :param advertised_host: the address put in Via and Contact, when it is
         not the bound one; ``None`` for the bound one.
+    :param guard: checks each allowed datagram before Sippy parses it.
     """
 
     transport = "udp"
@@ -109,8 +113,10 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         advertised_host: str | None,
         global_config: dict[str, Any],
         uopts: Any,
+        guard: MessageGuard | None = None,
     ) -> None:
         super().__init__(uopts)
+        self.guard = guard
         self._reactor = reactor
         self._filter = source_filter
         self._advertised = advertised_host
@@ -139,6 +145,11 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         host = addr[0]
         if not self._filter.allows(host):
             return
+        if self.guard is not None:
+            admitted = self.guard.admit(data, (host, int(addr[1])))
+            if admitted is None:
+                return
+            data = admitted
         if ":" in host:
             host = f"[{host}]"
         self.handle_read(data, Remote_address((host, addr[1]), self.transport), MonoTime())

@@ -10,6 +10,11 @@ pitfalls 5, 7 and 8):
   vendor's disposition;
 - a ``REFER`` becomes a BYE with ``Also`` towards the other leg, a hang-up on
   the customer: here it is answered 202 and handed to the call instead.
+
+And, as RFC 3261 requires of a UAS: an in-dialog method Sippy's states leave
+unanswered (NOTIFY, MESSAGE, PRACK, SUBSCRIBE...) gets 405 with ``Allow``,
+and any request but ACK and BYE on a dialog that has ended gets 481, where Sippy
+would answer an UPDATE after BYE with 200 or say nothing at all.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from lvgateway.sip.headers import cased, request_headers
 __all__ = ["GatewayUA"]
 
 log = Logger()
+
+#: The in-dialog methods the gateway answers or relays; others get 405 with these.
+ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER")
 
 #: ``on_refer(headers)``: the REFER's headers, once it is answered 202.
 ReferHandler = Callable[[list[tuple[str, str]]], None]
@@ -85,6 +93,7 @@ class GatewayUA(UA):  # type: ignore[misc]
 
         req = self.genRequest("OPTIONS")  # takes the next local CSeq
         self.newTransaction(req, resp_cb=answered)
+
         def silent() -> None:
             if not d.called:
                 d.callback(False)
@@ -96,6 +105,17 @@ class GatewayUA(UA):  # type: ignore[misc]
     def recvRequest(self, req: Any, sip_t: Any) -> Any:
         """Handle UPDATE, REFER and BYE as the module says; everything else as Sippy does."""
         method = req.getMethod()
+        state = getattr(self.state, "sname", None)
+        if state in ("Disconnected", "Failed", "Dead") and method not in ("ACK", "BYE"):
+            return (
+                req.genResponse(481, "Call/Transaction Does Not Exist", server=self.local_ua),
+                None,
+                None,
+            )
+        if method not in ALLOWED and self.state is not None:
+            resp = req.genResponse(405, "Method Not Allowed", server=self.local_ua)
+            resp.appendHeader(cased("Allow", ", ".join(ALLOWED)))
+            return (resp, None, None)
         if method == "BYE":
             self.bye_headers = request_headers(req)
         elif method == "UPDATE" and self.state is not None:
