@@ -154,6 +154,7 @@ def build_gateway(
         password_warning_days=config.livevox.password_expiry_warning_days,
         call_api=livevox,
         stranded=StrandedSettings.from_config(config.agent_timings, config.wrapup),
+        reachability=livevox_metrics.reachability,
     )
     agents.register_drain(drain)
     control.routes.add_route("agents", AgentsResource(agents, reactor))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, fail, succeed
@@ -71,6 +72,9 @@ from lvgateway.livevox.errors import (
 )
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
 from lvgateway.livevox.parsing import AgentStatus, Session
+
+if TYPE_CHECKING:
+    from lvgateway.agents.outage import OutageWatch
 
 __all__ = ["AgentContext", "Step", "VirtualAgent"]
 
@@ -121,6 +125,8 @@ class AgentContext:
         (NOT READY) so that a resume needs only READY; not while draining.
     :param repairer: closes calls LiveVox holds that the gateway does not
         know; ``None``: such calls are only reported.
+    :param outage: while LiveVox is down, holds every agent back (it probes
+        for all of them); ``None``: each agent backs off on its own.
     """
 
     clock: IReactorTime
@@ -139,6 +145,7 @@ class AgentContext:
     explain: Callable[[VirtualAgent], str] = lambda agent: agent.desired.value
     log_in_while_paused: Callable[[VirtualAgent], bool] = lambda agent: True
     repairer: StrandedRepairer | None = None
+    outage: OutageWatch | None = None
 
 
 Plan = tuple[Step, AgentState, str]
@@ -507,6 +514,14 @@ class VirtualAgent:
                 plan = self._plan()
                 if plan is not None and self._retry is not None:
                     plan = None  # backing off: the retry timer kicks again
+                outage = self._ctx.outage
+                if plan is not None and outage is not None and outage.holds(self):
+                    # LiveVox is down: the watch probes and kicks this agent once it answers.
+                    self._transition(
+                        AgentState.BACKING_OFF,
+                        f"waiting for LiveVox to answer ({plan[0].value} next)",
+                    )
+                    return
                 if plan is None:
                     if self._dirty:
                         continue
@@ -839,6 +854,8 @@ class VirtualAgent:
             self.lv_ready = None  # it may have been applied
         if self.call_id is not None:
             return
+        if self._ctx.outage is not None and self._ctx.outage.active:
+            return  # the driver plans again and waits on the outage watch
         self._back_off(step, error)
 
     def _back_off(self, step: Step, error: Exception) -> None:

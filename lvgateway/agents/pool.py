@@ -43,6 +43,7 @@ from lvgateway.agents.interfaces import (
     Reservation,
 )
 from lvgateway.agents.metrics import AgentMetrics
+from lvgateway.agents.outage import OutageWatch
 from lvgateway.agents.schedule import OpenSchedule
 from lvgateway.agents.state import (
     DENIED_RETRY_DELAYS,
@@ -57,6 +58,7 @@ from lvgateway.config.model import AgentConfig, AgentTimings, OpenHours, phone_k
 from lvgateway.drain import DrainPhase, OrderedDrain
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import Session
+from lvgateway.livevox.reachability import Reachability
 
 __all__ = ["AgentPool", "UnknownAgentError"]
 
@@ -92,6 +94,13 @@ class AgentPool(Service):
         (:meth:`StrandedSettings.from_config`); with ``call_api``, they are.
         Without either, a call LiveVox holds that the gateway does not know
         is only reported, for a person to close.
+    :param reachability: LiveVox's reachability (``LiveVoxMetrics.reachability``);
+        with it, an outage is watched for the whole pool
+        (:class:`~lvgateway.agents.outage.OutageWatch`): logged once, probed
+        with one request, the agents held until LiveVox answers. Without it,
+        each agent backs off on its own.
+    :param outage_heartbeat: with ``reachability``, seconds without any
+        request to LiveVox after which a probe is sent.
     """
 
     name = "agents"
@@ -113,6 +122,8 @@ class AgentPool(Service):
         recheck_delay: float = 30.0,
         call_api: ILiveVoxCallAPI | None = None,
         stranded: StrandedSettings | None = None,
+        reachability: Reachability | None = None,
+        outage_heartbeat: float = 5.0,
     ) -> None:
         self._clock = clock
         self._api = api
@@ -142,6 +153,13 @@ class AgentPool(Service):
                 else None
             ),
         )
+        #: Watches LiveVox's outages for the whole pool, if it was given its reachability.
+        self.outage: OutageWatch | None = None
+        if reachability is not None:
+            self.outage = OutageWatch(
+                clock, api, reachability, self._any_session, heartbeat=outage_heartbeat
+            )
+            self._context.outage = self.outage
         self._agents: list[VirtualAgent] = []
         self._by_number: dict[str, VirtualAgent] = {}
         self._by_user: dict[str, VirtualAgent] = {}
@@ -186,6 +204,8 @@ class AgentPool(Service):
             hours="want agents in" if self._open else "want agents out",
         )
         self._arm_hours(now)
+        if self.outage is not None:
+            self.outage.start()
         for agent in self._agents:
             agent.start()
 
@@ -199,6 +219,8 @@ class AgentPool(Service):
         if self._hours_timer is not None and self._hours_timer.active():
             self._hours_timer.cancel()
         self._hours_timer = None
+        if self.outage is not None:
+            self.outage.stop()
         stopped = [agent.stop() for agent in self._agents]
         return gatherResults(stopped, consumeErrors=True).addCallback(lambda _: None)
 
@@ -242,6 +264,13 @@ class AgentPool(Service):
         if agent.hold is Hold.NOT_READY:
             return "held NOT READY by an operator"
         return "wanted READY"
+
+    def _any_session(self) -> Session | None:
+        """A session to probe LiveVox with: the first agent's that has one."""
+        for agent in self._agents:
+            if agent.session is not None:
+                return agent.session
+        return None
 
     def _kick_all(self, why: str) -> None:
         for agent in self._agents:

@@ -27,6 +27,7 @@ from lvgateway.livevox.errors import (
     SessionExpiredError,
     UnexpectedResponseError,
 )
+from lvgateway.livevox.reachability import Reachability
 from lvgateway.metrics import counter, gauge, histogram
 
 __all__ = ["OUTCOMES", "LiveVoxMetrics", "outcome_of"]
@@ -46,9 +47,6 @@ OUTCOMES = (
     "unexpected_response",
     "cancelled",
 )
-
-#: The outcomes that say LiveVox cannot be reached or cannot serve now.
-_UNAVAILABLE = frozenset({"server_error", "timeout", "connection_failed"})
 
 #: Histogram buckets in seconds: LiveVox answers in tens to hundreds of milliseconds.
 _BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -89,7 +87,8 @@ class LiveVoxMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._unavailable: str | None = None
+        #: Whether LiveVox answers, from every request but the AIA's.
+        self.reachability = Reachability()
         calls = {"call": list(CALL_NAMES)}
         self.requests = counter(
             registry,
@@ -121,21 +120,22 @@ class LiveVoxMetrics:
             "Requests to LiveVox waiting for a slot under the in-flight cap.",
         )
 
-    def observe(self, call: str, seconds: float, error: BaseException | None) -> None:
-        """Record one finished request.
+    def observe(
+        self, call: str, seconds: float, error: BaseException | None, now: float = 0.0
+    ) -> None:
+        """Record one finished request, and note it in :attr:`reachability`.
 
         :param call: its call name.
         :param seconds: how long it took, body included.
         :param error: what it failed with, or ``None`` on success.
+        :param now: when it ended, on the transport's clock.
         """
         outcome = outcome_of(error)
         self.requests.labels(call=call, outcome=outcome).inc()
         self.duration.labels(call=call).observe(seconds)
         if call != AIA_POST:  # the AIA is the client's host, not LiveVox
-            self._unavailable = outcome if outcome in _UNAVAILABLE else None
+            self.reachability.note(call, outcome, error, now)
 
     def unreachable(self) -> str | None:
-        """For readiness: ``None`` unless LiveVox's last answer was a failure to serve."""
-        if self._unavailable is None:
-            return None
-        return f"the last request to LiveVox failed ({self._unavailable})"
+        """For readiness: ``None`` unless LiveVox is down (:class:`Reachability`)."""
+        return self.reachability.reason()

@@ -513,6 +513,8 @@ class LiveVoxTransport:
                     spec.retry
                     and isinstance(e, LiveVoxUnavailableError)
                     and retry < self._retry.max_retries
+                    # LiveVox is down and the outage watch probes for everyone.
+                    and not self._metrics.reachability.quiet
                 ):
                     raise
                 delay = self._retry.delay(retry)
@@ -528,6 +530,8 @@ class LiveVoxTransport:
                     delay=delay,
                 )
                 await deferLater(self._clock, delay, lambda: None)
+                if self._metrics.reachability.quiet:
+                    raise e  # LiveVox went down meanwhile: the watch probes for everyone
 
     async def _attempt(
         self,
@@ -576,9 +580,13 @@ class LiveVoxTransport:
             if isinstance(e, LiveVoxError):
                 # LiveVox unavailable or answering nonsense is worth a warning;
                 # a refusal is the caller's to judge (a 404 at logout is fine).
-                emit = (
-                    log.info if isinstance(e, LiveVoxClientError | ContactExistsError) else log.warn
-                )
+                # During an outage the watch logs it once, with counts.
+                if isinstance(e, LiveVoxClientError | ContactExistsError):
+                    emit = log.info
+                elif isinstance(e, LiveVoxUnavailableError) and self._metrics.reachability.quiet:
+                    emit = log.debug
+                else:
+                    emit = log.warn
                 emit(
                     "LiveVox {call} for {agent} (session {session}) failed: {error}",
                     call=spec.name,
@@ -592,7 +600,8 @@ class LiveVoxTransport:
         finally:
             self._slots.release()
             self._metrics.in_flight.dec()
-            self._metrics.observe(spec.name, self._clock.seconds() - started, failure)
+            now = self._clock.seconds()
+            self._metrics.observe(spec.name, now - started, failure, now)
         log.debug(
             "LiveVox {call} for {agent} (session {session}): HTTP {status}",
             call=spec.name,

@@ -11,7 +11,7 @@ store's hold on the calls' legs (:class:`~lvgateway.calls.interfaces.ICallLegs`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -111,6 +111,8 @@ class CallRouter:
         self.global_config: dict[str, Any] = {}
         #: New INVITEs and OPTIONS get 503 once this is set (the drain).
         self.draining = False
+        #: Why /readyz would say 503 (its failing checks), or None: OPTIONS answers agree with it.
+        self.unready: Callable[[], str | None] = lambda: None
         self.live: set[BridgedCall] = set()
         self._idle_waiters: list[Deferred[None]] = []
 
@@ -136,7 +138,8 @@ class CallRouter:
                 return (req.genResponse(483, "Too Many Hops"), None, None)
             return self._invite(req, sip_t)
         if method == "OPTIONS":
-            if self.draining:
+            # A peer that probes with OPTIONS (LiveVox, a dispatcher) sees what /readyz says.
+            if self.draining or self.unready() is not None:
                 return (req.genResponse(503, "Service Unavailable"), None, None)
             return (req.genResponse(200, "OK"), None, None)
         if method in ("ACK", "CANCEL"):

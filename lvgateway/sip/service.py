@@ -53,7 +53,7 @@ class SipService(Service):
         readiness: Readiness,
     ) -> None:
         self.metrics = SipMetrics(registry)
-        #: The gateway's readiness, which OPTIONS answers agree with (:meth:`unready`).
+        #: The gateway's readiness, which OPTIONS answers agree with.
         self.readiness = readiness
         self.endpoints = VendorEndpoints(config.vendor.endpoints, reactor)
         self.router = CallRouter(
@@ -93,6 +93,7 @@ class SipService(Service):
             ),
         )
         self.health.on_unavailable = self.router.vendor_unavailable
+        self.router.unready = self._unready_but_sip
         drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
         drain.register(
             "let calls finish",
@@ -104,12 +105,10 @@ class SipService(Service):
         readiness.add_check("sip", self._not_listening)
         readiness.add_check("vendor", self.health.unavailable)
 
-    def unready(self) -> str | None:
-        """Why ``/readyz`` would answer 503 now (every failing check, by name), or ``None``."""
-        failures = self.readiness.failures()
-        if not failures:
-            return None
-        return "; ".join(f"{name}: {why}" for name, why in failures.items())
+    def _unready_but_sip(self) -> str | None:
+        """What OPTIONS reports: /readyz's failing checks, less SIP's own (it is answering)."""
+        failures = {k: v for k, v in self.readiness.failures().items() if k != "sip"}
+        return "; ".join(f"{name}: {why}" for name, why in failures.items()) or None
 
     def _not_listening(self) -> str | None:
         return None if self.stack.running else "SIP is not listening"
