@@ -55,6 +55,7 @@ class EventKind(enum.Enum):
     SETUP_TIMEOUT = "setup_timeout"  # no progress or no answer from the vendor in time
     DURATION_TIMEOUT = "duration_timeout"  # the maximum call length
     MEDIA_SILENCE = "media_silence"  # a side sent no RTP past its media timeout
+    SESSION_EXPIRED = "session_expired"  # a leg's RFC 4028 session was not refreshed in time
     DRAIN_TIMEOUT = "drain_timeout"  # the drain's call_drain_timeout ran out
     STORE_FAILED = "store_failed"  # the call record could not be written
     CRASH_RECOVERY = "crash_recovery"  # found live at start-up: the last process died
@@ -190,6 +191,7 @@ _ENDINGS: dict[EventKind, tuple[str, int, str]] = {
     EventKind.SETUP_TIMEOUT: ("timeout", 408, "vendor did not answer"),
     EventKind.DURATION_TIMEOUT: ("timeout", 408, "maximum call duration reached"),
     EventKind.MEDIA_SILENCE: ("timeout", 408, "no RTP"),
+    EventKind.SESSION_EXPIRED: ("timeout", 408, "session expired"),
     EventKind.DRAIN_TIMEOUT: ("gateway_failure", 503, "gateway shutting down"),
     EventKind.STORE_FAILED: ("setup_failed", 503, "Service Unavailable"),
     EventKind.CRASH_RECOVERY: ("gateway_failure", 500, "gateway restarted"),

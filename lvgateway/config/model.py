@@ -67,12 +67,16 @@ class SipConfig:
         bound one is not reachable from LiveVox (NAT); ``None`` for the bound one.
     :param allowed_networks: LiveVox's source networks; datagrams from
         elsewhere are dropped unanswered.
+    :param session_min_se: the shortest session interval (RFC 4028 Min-SE)
+        accepted on either leg; shorter gets 422. RFC 4028's floor is 90 s:
+        lower values are for tests only.
     """
 
     listen_host: str
     listen_port: int
     advertised_host: str | None
     allowed_networks: tuple[IPNetwork, ...]
+    session_min_se: int = 90
 
 
 @attrs.frozen
@@ -235,6 +239,8 @@ class VendorConfig:
         RTCP this long is asked an in-dialog OPTIONS; with no answer within
         ``options_timeout`` it is gone, and the customer goes to a person.
     :param options_timeout: how long that OPTIONS waits for any answer.
+    :param session_expires: the session interval offered to the vendor
+        (``Session-Expires`` with ``Supported: timer``); 0 offers none.
     """
 
     endpoints: tuple[VendorEndpoint, ...]
@@ -248,6 +254,7 @@ class VendorConfig:
     max_call_duration: float
     silence_timeout: float = 4.0
     options_timeout: float = 2.0
+    session_expires: int = 1800
 
 
 @attrs.frozen

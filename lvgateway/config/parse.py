@@ -169,6 +169,8 @@ def _sip(root: Table) -> SipConfig:
         listen_port=t.integer("listen_port", 5070, low=0, high=65535),
         advertised_host=_ip_literal(t, "advertised_host", None),
         allowed_networks=tuple(networks),
+        # Below RFC 4028's 90 s only for tests: short session timers in real time.
+        session_min_se=t.integer("session_min_se", 90, low=1, high=86400),
     )
     t.finish()
     return sip
@@ -423,6 +425,7 @@ def _vendor(root: Table) -> VendorConfig:
         max_call_duration=t.number("max_call_duration", 7200.0, low=10.0),
         silence_timeout=t.number("silence_timeout", 4.0, low=0.5),
         options_timeout=t.number("options_timeout", 2.0, low=0.2),
+        session_expires=t.integer("session_expires", 1800, low=0, high=86400),
     )
     t.finish()
     return vendor

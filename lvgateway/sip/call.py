@@ -36,6 +36,8 @@ from lvgateway.config.model import VendorConfig
 from lvgateway.media.interfaces import IMediaSession
 from lvgateway.sip.dialogs import snapshot
 from lvgateway.sip.headers import cased, context_headers, reason
+from lvgateway.sip.session_timer import SessionTerms, TooSmall, offer_headers
+from lvgateway.sip.ua_states import rejected
 from lvgateway.sip.user_agent import GatewayUA
 from lvgateway.sip.vendor import ResolvedEndpoint
 
@@ -68,6 +70,7 @@ class BridgedCall:
     :param on_finished: called once when both legs are down and the store told.
     :param reservation: the agent held for this call; released when it finishes.
     :param source: where the INVITE came from, for the log.
+    :param session_min_se: the shortest session interval accepted (``[sip] session_min_se``).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class BridgedCall:
         on_finished: Callable[[BridgedCall], None],
         reservation: Reservation | None = None,
         source: tuple[str, int] | None = None,
+        session_min_se: int = 90,
     ) -> None:
         self._reactor = reactor
         self._global_config = global_config
@@ -95,13 +99,21 @@ class BridgedCall:
         self._on_finished = on_finished
         self.reservation = reservation
         self.source = source
+        self._session_min_se = session_min_se
         self.call_id: str | None = None
         #: When the vendor last answered an in-dialog OPTIONS (reactor clock).
         self._vendor_alive_at: float | None = None
         self._pinging = False
         self.phase = CallPhase.ACCEPTING
-        self.ua_a = GatewayUA(global_config, self._from_livevox, call_id="-")
+        self.ua_a = GatewayUA(
+            global_config,
+            self._from_livevox,
+            call_id="-",
+            clock=reactor,
+            min_se=session_min_se,
+        )
         self.ua_a.local_ua = global_config.get("_uaname")
+        self.ua_a.on_session_expired = lambda why: self._session_expired("LiveVox", why)
         self.ua_o: GatewayUA | None = None
         self._try_event: Any = None
         self._remaining: list[ResolvedEndpoint] = []
@@ -121,7 +133,14 @@ class BridgedCall:
         """An event from the LiveVox leg: the INVITE itself, a hang-up, a re-INVITE."""
         if isinstance(event, CCEventTry) and self._try_event is None:
             self._try_event = event
+            if isinstance(self.ua_a.pending_terms, TooSmall):
+                self._too_small(self.ua_a.pending_terms)
+                return
             self._accept()
+            return
+        if rejected(event):
+            if self.ua_o is not None and self.phase is CallPhase.CONNECTED:
+                self.ua_o.recvEvent(event)  # the vendor's re-INVITE: LiveVox's refusal goes back
             return
         if isinstance(event, CCEventDisconnect | CCEventFail):
             self._livevox_down = True
@@ -130,6 +149,29 @@ class BridgedCall:
         if self.ua_o is not None and self.phase in (CallPhase.DIALLING, CallPhase.CONNECTED):
             self.ua_o.recvEvent(event)
             self._note_dialogs()  # a relayed re-INVITE or UPDATE takes a vendor-leg CSeq
+
+    def _too_small(self, too_small: TooSmall) -> None:
+        """The INVITE's Session-Expires is under the floor: 422 with Min-SE, before any record."""
+        log.info(
+            "INVITE for {agent} refused 422: its Session-Expires is under {min_se}",
+            agent=self.facts.agent,
+            min_se=too_small.min_se,
+        )
+        self.ua_a.pending_terms = None
+        event = CCEventFail((422, "Session Interval Too Small"))
+        event.extra_headers = (cased("Min-SE", str(too_small.min_se)),)
+        self.sip_code = 422
+        self._livevox_down = True
+        self._accepting = False
+        self.phase = CallPhase.ENDED
+        self.ua_a.recvEvent(event)
+        self._maybe_finished()
+
+    def _session_expired(self, leg: str, why: str) -> None:
+        """A leg's session timer ran out (RFC 4028 section 10): end the call, both legs with a Reason."""
+        if self.phase is not CallPhase.CONNECTED:
+            return
+        self._report(CallEvent(EventKind.SESSION_EXPIRED, text=f"{why} ({leg} leg)"))
 
     def _accept(self) -> None:
         """Write the record, then place the vendor leg."""
@@ -201,6 +243,8 @@ class BridgedCall:
             self._vendor.static_headers,
             self._vendor.pass_through_headers,
         )
+        if self._vendor.session_expires > 0:  # RFC 4028 towards the vendor too
+            headers += offer_headers(self._vendor.session_expires, self._session_min_se)
         ua = GatewayUA(
             self._global_config,
             self._from_vendor,
@@ -210,7 +254,10 @@ class BridgedCall:
             call_id=self.call_id,
             on_refer=self._vendor_referred,
             extra_headers=headers,
+            clock=self._reactor,
+            min_se=self._session_min_se,
         )
+        ua.on_session_expired = lambda why: self._session_expired("vendor", why)
         ua.local_ua = self._global_config.get("_uaname")
         ua.on_local_sdp_change = self.media.on_caller_sdp_change
         ua.on_remote_sdp_change = self.media.on_callee_sdp_change
@@ -269,6 +316,9 @@ class BridgedCall:
             self.ua_a.recvEvent(event)
         elif isinstance(event, CCEventConnect):
             self._connected(event)
+        elif rejected(event):
+            if self.phase is CallPhase.CONNECTED:
+                self.ua_a.recvEvent(event)  # LiveVox's re-INVITE: the vendor's refusal goes back
         elif isinstance(event, CCEventFail):
             self._vendor_failed(event)
         elif isinstance(event, CCEventDisconnect):
@@ -279,15 +329,18 @@ class BridgedCall:
 
     def _connected(self, event: Any) -> None:
         first = self.phase is CallPhase.DIALLING
+        terms: SessionTerms | None = None
         self._cancel("no_progress")
         self._cancel("no_answer")
         if first:
             self.phase = CallPhase.CONNECTED
             self.connected_at = self._reactor.seconds()
             self.media.mark_answered()
-            expires = dict(self._invite_headers).get("session-expires")
-            if expires:
-                event.extra_headers = (cased("Session-Expires", expires), cased("Require", "timer"))
+            pending = self.ua_a.pending_terms
+            self.ua_a.pending_terms = None
+            if isinstance(pending, SessionTerms):
+                terms = pending
+                event.extra_headers = tuple(terms.headers())
             assert self.call_id is not None
             d = self._calls.connected(self.call_id)
             d.addErrback(
@@ -297,6 +350,8 @@ class BridgedCall:
             )
             log.info("call {call_id}: connected to the vendor", call_id=self.call_id)
         self.ua_a.recvEvent(event)
+        if terms is not None:
+            self.ua_a.session_refreshed(terms)  # the 200 granted them: LiveVox's session runs
         self._note_dialogs()  # both legs confirmed; later, a re-INVITE answered
 
     def _vendor_failed(self, event: Any) -> None:
@@ -518,6 +573,9 @@ class BridgedCall:
             self.phase = CallPhase.ENDED
             for name in list(self._timers):
                 self._cancel(name)
+            for ua in (self.ua_a, self.ua_o):
+                if ua is not None:
+                    ua.stop_session_timer()
             self.media.release()
             if self.reservation is not None:
                 self.reservation.release()

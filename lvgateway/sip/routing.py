@@ -111,6 +111,8 @@ class CallRouter:
         self.global_config: dict[str, Any] = {}
         #: New INVITEs and OPTIONS get 503 once this is set (the drain).
         self.draining = False
+        #: The shortest session interval a call accepts (``[sip] session_min_se``).
+        self.session_min_se = 90
         #: Why /readyz would say 503 (its failing checks), or None: OPTIONS answers agree with it.
         self.unready: Callable[[], str | None] = lambda: None
         self.live: set[BridgedCall] = set()
@@ -201,6 +203,7 @@ class CallRouter:
             self._finished,
             reservation,
             _source(req),
+            self.session_min_se,
         )
         self.live.add(call)
         self._metrics.active(len(self.live))

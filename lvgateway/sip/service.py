@@ -94,6 +94,7 @@ class SipService(Service):
         )
         self.health.on_unavailable = self.router.vendor_unavailable
         self.router.unready = self._unready_but_sip
+        self.router.session_min_se = config.sip.session_min_se
         drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
         drain.register(
             "let calls finish",

@@ -30,7 +30,10 @@ from sippy.UA import UA
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from lvgateway.sip import session_timer
 from lvgateway.sip.headers import cased, request_headers
+from lvgateway.sip.session_timer import SessionTerms, SessionTimer, TooSmall
+from lvgateway.sip.ua_states import GatewayConnected, GatewayUacUpdating, GatewayUasUpdating
 
 __all__ = ["GatewayUA"]
 
@@ -59,8 +62,19 @@ class GatewayUA(UA):  # type: ignore[misc]
 
     godead_timeout = 4.0
 
+    # Sippy's connected and re-INVITE states, corrected (see lvgateway.sip.ua_states).
+    UaStateConnected = GatewayConnected
+    UasStateUpdating = GatewayUasUpdating
+    UacStateUpdating = GatewayUacUpdating
+
     def __init__(
-        self, *args: Any, call_id: str = "-", on_refer: ReferHandler | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        call_id: str = "-",
+        on_refer: ReferHandler | None = None,
+        clock: Any = None,
+        min_se: int = session_timer.RFC_MIN_SE,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         # Sippy's default Contact carries the display name "Anonymous", which some
@@ -73,6 +87,133 @@ class GatewayUA(UA):  # type: ignore[misc]
         self.bye_headers: list[tuple[str, str]] | None = None
         #: How many refreshing UPDATEs were answered here.
         self.refreshes = 0
+        #: The lowest Session-Expires accepted; lower gets 422 (RFC 4028).
+        self.min_se = min_se
+        #: The methods the peer's ``Allow`` named (INVITE or its 2xx).
+        self.peer_allow: set[str] = set()
+        #: Called when a refresh due from the peer did not come, or the gateway's failed.
+        self.on_session_expired: Callable[[str], None] | None = None
+        self.session_timer = (
+            SessionTimer(clock, self._refresh_session, self._session_expired)
+            if clock is not None
+            else None
+        )
+        # Carried across Sippy's states by lvgateway.sip.ua_states.
+        self.prev_lsdp: Any = None
+        self.prev_rsdp: Any = None
+        self.bodyless_in = False
+        self.bodyless_out = False
+        self.pending_terms: SessionTerms | None = None
+
+    # -- session timers (RFC 4028; Sippy has none) ---------------------------
+
+    def negotiate(self, req: Any) -> SessionTerms | TooSmall | None:
+        """What this leg, as UAS, grants a refresh ``req`` (see :func:`session_timer.negotiate`)."""
+        return session_timer.negotiate(req, self.min_se)
+
+    def session_refreshed(self, terms: SessionTerms | None) -> None:
+        """A 2xx granting ``terms`` went to the peer: the session runs on from now."""
+        if self.session_timer is not None and terms is not None:
+            self.session_timer.start(terms)
+
+    def session_answered(self, resp: Any) -> None:
+        """A 2xx to this leg's INVITE or UPDATE came: it refreshes the session, on its terms."""
+        self._note_allow(resp)
+        timer = self.session_timer
+        if timer is None:
+            return
+        terms = session_timer.answered(resp, timer.terms.interval if timer.terms else 0)
+        if terms is None:
+            terms = timer.terms  # a 2xx without Session-Expires still refreshes
+        if terms is not None and terms.interval > 0:
+            timer.start(terms)
+
+    def with_session_headers(self, eh: Any) -> Any:
+        """``eh`` plus Session-Expires for a re-INVITE or UPDATE this leg sends, keeping the refresher."""
+        terms = self.session_timer.terms if self.session_timer is not None else None
+        if terms is None:
+            return eh
+        # In the gateway's own request the gateway is the UAC.
+        refresher = "uac" if terms.we_refresh else "uas"
+        extra = session_timer.offer_headers(terms.interval, self.min_se, refresher)
+        return tuple(eh or ()) + tuple(extra)
+
+    def stop_session_timer(self) -> None:
+        """The leg is over: no refresh, no expiry."""
+        if self.session_timer is not None:
+            self.session_timer.stop()
+
+    def _refresh_session(self) -> None:
+        """Refresh the session: UPDATE when the peer allows it, else a re-INVITE with the current SDP."""
+        if getattr(self.state, "sname", None) != "Connected":
+            # A re-INVITE is under way: its 2xx refreshes the session.
+            return
+        eh = self.with_session_headers(())
+        if "update" in self.peer_allow:
+            req = self.genRequest("UPDATE", None, extra_headers=eh)
+        else:
+            req = self.genRequest("INVITE", self.lSDP, extra_headers=eh)
+        log.info(
+            "call {call_id}: refreshing the session ({method})",
+            call_id=self.call_id,
+            method=req.getMethod(),
+        )
+        self.newTransaction(req, resp_cb=self._session_refresh_answered)
+
+    def _session_refresh_answered(self, resp: Any) -> None:
+        code = resp.getSCode()[0]
+        if code < 200 or self.session_timer is None:
+            return
+        if code < 300:
+            self.session_answered(resp)
+        elif code in (408, 481):
+            # RFC 3261 section 12.2.1.2: the dialog is gone.
+            self._session_expired(f"session refresh answered {code}")
+        # Any other refusal: the session expires on time unless a refresh comes.
+
+    def _session_expired(self, why: str = "session expired") -> None:
+        self.stop_session_timer()
+        if self.state is None or not getattr(self.state, "connected", False):
+            return
+        log.warn("call {call_id}: {why}", call_id=self.call_id, why=why)
+        if self.on_session_expired is not None:
+            self.on_session_expired(why)
+
+    def _note_allow(self, msg: Any) -> None:
+        allow = session_timer.tokens(msg, "allow")
+        if allow:
+            self.peer_allow = allow
+
+    def refresh_target(self, msg: Any) -> None:
+        """A target refresh (RFC 3261 section 12.2): the peer's new Contact is where requests go.
+
+        Sippy keeps the remote target of the dialog's first INVITE for ever.
+        """
+        target: Any = getattr(self, "rTarget", None)
+        if msg.countHFs("contact") == 0 or target is None:
+            return
+        url = msg.getHFBody("contact").getUrl().getCopy()
+        if not self.routes:
+            self.rTarget = url
+            self.rAddr = url.getTAddr()
+        elif self.routes[0].getUrl().lr:
+            self.rTarget = url  # the next hop stays the first route
+
+    def changeState(self, newstate: Any) -> None:
+        """Sippy's, and a leg that has ended stops its session timer."""
+        super().changeState(newstate)
+        if getattr(self.state, "sname", None) in ("Disconnected", "Failed", "Dead"):
+            self.stop_session_timer()
+
+    def recvResponse(self, resp: Any, tr: Any) -> Any:
+        """Sippy's; the 2xx to the first INVITE starts the session timer on its terms."""
+        initial = self.state is not None and not getattr(self.state, "connected", False)
+        result = super().recvResponse(resp, tr)
+        code = resp.getSCode()[0]
+        method = resp.getHFBody("cseq").getCSeq()[1]
+        if initial and method == "INVITE" and 200 <= code < 300:
+            self.session_answered(resp)
+        return result
 
     def ping(self, clock: Any, timeout: float) -> Deferred[bool]:
         """Send an in-dialog OPTIONS: is the peer still there?
@@ -116,6 +257,11 @@ class GatewayUA(UA):  # type: ignore[misc]
             resp = req.genResponse(405, "Method Not Allowed", server=self.local_ua)
             resp.appendHeader(cased("Allow", ", ".join(ALLOWED)))
             return (resp, None, None)
+        if method == "INVITE" and self.state is None:
+            self._note_allow(req)
+            self.pending_terms = None
+            terms = self.negotiate(req)  # the call refuses 422 or grants them in its 200
+            self.pending_terms = terms  # type: ignore[assignment]
         if method == "BYE":
             self.bye_headers = request_headers(req)
         elif method == "UPDATE" and self.state is not None:
@@ -125,6 +271,10 @@ class GatewayUA(UA):  # type: ignore[misc]
         return super().recvRequest(req, sip_t)
 
     def _answer_update(self, req: Any) -> Any:
+        terms = self.negotiate(req)
+        if isinstance(terms, TooSmall):
+            return (terms.response(req, self.local_ua), None, None)
+        self.refresh_target(req)
         body = req.getBody()
         if body is not None and self.rSDP is not None and str(body) != str(self.rSDP):
             # A real media change by UPDATE would need relaying, which Sippy
@@ -134,9 +284,9 @@ class GatewayUA(UA):  # type: ignore[misc]
         resp = req.genResponse(
             200, "OK", body=self.lSDP if body is not None else None, server=self.local_ua
         )
-        if req.countHFs("session-expires") > 0:
-            resp.appendHeader(cased("Session-Expires", str(req.getHFBody("session-expires"))))
-            resp.appendHeader(cased("Require", "timer"))
+        if terms is not None:
+            resp.appendHeaders(terms.headers())
+        self.session_refreshed(terms)
         self.refreshes += 1
         return (resp, None, None)
 

@@ -1,0 +1,186 @@
+"""Re-INVITEs and RFC 4028 session timers across the bridge, with SIPp on loopback.
+
+A rejected re-INVITE is relayed and the call goes on with its SDP; a
+body-less re-INVITE is relayed as one, its answer carried back in the ACK;
+every 2xx to a refresh names the refresher; the gateway refreshes when it is
+the refresher, and ends both legs when a refresh due from the peer does not
+come. Session intervals are short real seconds (Sippy's timers are real);
+``[sip] session_min_se`` lowers the floor for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from lvgateway.agents.testing import FakeAgent, FakeAgentPool
+from lvgateway.calls.testing import FakeCalls
+from lvgateway.drain import OrderedDrain
+from lvgateway.health import Readiness
+from lvgateway.media.select import make_media_relay
+from lvgateway.metrics import new_registry
+from lvgateway.sip.service import SipService
+from lvgateway.sip.sippy_reactor import SippyOnReactor
+
+from .sip_gateway import SCENARIOS, SipGateway, all_succeed, free_udp_port, gateway_config, sipp
+
+pytestmark = pytest.mark.timeout(60)
+
+LIVEVOX = "127.0.0.1"
+VENDOR = "127.0.0.3"
+
+
+def start(tmp: Path, vendor_port: int, min_se: int = 90) -> SipGateway:
+    """As ``sip_gateway.start_gateway``, with ``[sip] session_min_se`` set to ``min_se``."""
+    config = gateway_config(tmp, [vendor_port])
+    config = attrs.evolve(
+        config,
+        sip=attrs.evolve(config.sip, session_min_se=min_se),
+        vendor=attrs.evolve(config.vendor, session_expires=0),
+    )
+    pool = FakeAgentPool(FakeAgent(f"AIVA{n}", f"+189900000{n:02d}") for n in range(1, 5))
+    calls = FakeCalls(reactor.seconds)  # type: ignore[attr-defined]
+    registry = new_registry(process_metrics=False)
+    media = make_media_relay(
+        reactor,
+        config.media,
+        registry,
+        config.sip.allowed_networks,
+        ensure_sippy=lambda: SippyOnReactor.for_reactor(reactor),
+    )
+    media.start()
+    drain = OrderedDrain(reactor, config.gateway.drain_timeout)
+    readiness = Readiness()
+    sip = SipService(reactor, config, pool, calls, media, registry, drain, readiness)
+    sip.startService()
+    return SipGateway(config, pool, calls, media, sip, drain, readiness)
+
+
+@pytest.fixture
+def vendor_port() -> int:
+    """The UDP port the SIPp vendor listens on."""
+    return free_udp_port(VENDOR)
+
+
+@pytest_twisted.async_yield_fixture
+async def gateway(tmp_path: Path, vendor_port: int) -> AsyncIterator[SipGateway]:
+    """The SIP part with a session floor of 2 s, its vendor the SIPp vendor on 127.0.0.3."""
+    gw = start(tmp_path, vendor_port, min_se=2)
+    yield gw
+    await gw.stop()
+
+
+def ended(gw: SipGateway) -> list[dict[str, Any]]:
+    """What the call store was told at each call's end."""
+    return [details for event, _, details in gw.calls.events if event == "ended"]
+
+
+def with_code(tmp: Path, name: str, code: int) -> str:
+    """A copy of scenario ``name`` with REJECT_CODE replaced by ``code``."""
+    path = tmp / f"{code}-{name}"
+    path.write_text((SCENARIOS / name).read_text().replace("REJECT_CODE", str(code)))
+    return str(path)
+
+
+@pytest.mark.parametrize("code", [488, 491, 503])
+@pytest_twisted.ensureDeferred
+async def test_reinvite_rejected_by_the_vendor_is_relayed_and_the_call_goes_on(
+    gateway: SipGateway, tmp_path: Path, vendor_port: int, code: int
+) -> None:
+    """LiveVox's re-INVITE refused by the vendor gets that code back; the call and its SDP survive."""
+    vendor = sipp(
+        with_code(tmp_path, "vendor_reinvite_rejected.xml", code), VENDOR, port=vendor_port
+    )
+    livevox = sipp(
+        with_code(tmp_path, "livevox_reinvite_rejected.xml", code),
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "30"},
+    )
+    await all_succeed(livevox, vendor)
+    [end] = ended(gateway)
+    assert end["reason"] == "caller_hangup"  # not the re-INVITE's failure
+
+
+@pytest_twisted.ensureDeferred
+async def test_bodyless_reinvite_is_relayed_without_a_body_and_the_ack_carries_the_answer(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """LiveVox's body-less re-INVITE reaches the vendor body-less; LiveVox's answer reaches it in the ACK."""
+    vendor = sipp("vendor_bodyless_reinvite.xml", VENDOR, port=vendor_port)
+    livevox = sipp(
+        "livevox_bodyless_reinvite.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        hold_ms=300,
+    )
+    await all_succeed(livevox, vendor)
+    assert ended(gateway)[0]["reason"] == "caller_hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_refresher_named_makes_the_gateway_refresh_by_update(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """Session-Expires: 2 with no refresher: the 200 says refresher=uas, and the gateway sends UPDATE."""
+    vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+    livevox = sipp(
+        "livevox_gateway_refreshes.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "2"},
+        hold_ms=200,
+    )
+    await all_succeed(livevox, vendor)
+    assert ended(gateway)[0]["reason"] == "caller_hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_refresh_ends_both_legs_with_bye_and_reason(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """LiveVox promises to refresh every 2 s and does not: both legs get BYE with a Reason."""
+    vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+    livevox = sipp(
+        "livevox_wait_bye.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "2"},
+    )
+    await all_succeed(livevox, vendor)
+    [end] = ended(gateway)
+    assert end["reason"] == "timeout"
+    kinds = [e for e, _, d in gateway.calls.events]
+    assert kinds == ["accept", "connected", "ended"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_expires_under_min_se_gets_422(gateway: SipGateway, tmp_path: Path) -> None:
+    """An INVITE whose Session-Expires is under the floor is refused 422 with Min-SE; no call starts."""
+    template = (SCENARIOS / "livevox_refused.xml").read_text()
+    text = template.replace("EXPECTED_CODE", "422").replace(
+        "Max-Forwards: 68", "Max-Forwards: 68\n      Session-Expires: 1\n      Supported: timer", 1
+    )
+    assert "Session-Expires: 1" in text
+    scenario = tmp_path / "refused_422.xml"
+    scenario.write_text(text)
+    result = await sipp(
+        str(scenario),
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "1"},
+    )
+    assert result.code == 0, result
+    assert gateway.calls.events == []
+    assert not gateway.sip.router.live
