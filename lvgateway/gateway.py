@@ -28,6 +28,7 @@ from lvgateway.control.calls_admin import CallsAdmin
 from lvgateway.control.calls_api import VendorCalls
 from lvgateway.control.internal import control_service
 from lvgateway.control.manhole import manhole_service
+from lvgateway.control.status_page import StatusPage, StatusSources
 from lvgateway.control.vendor_api import vendor_api_service
 from lvgateway.drain import DrainPhase, GatewayService, OrderedDrain
 from lvgateway.health import Readiness
@@ -134,7 +135,9 @@ def build_gateway(
                 reactor, child.name, child.argv, child.env, child.cwd, child.stop_timeout
             ),
         )
-    control = control_service(reactor, config.control_listen, readiness, registry)
+    control = control_service(
+        reactor, config.control_listen, readiness, registry, config.control_token
+    )
     add("control", control)
     livevox_metrics = LiveVoxMetrics(registry)
     livevox = LiveVoxClient(
@@ -164,6 +167,14 @@ def build_gateway(
     calls.hold_pool_until_recovered()
     readiness.add_check("call store open", calls.readiness)
     control.routes.add_route("calls", CallsAdmin(calls))
+    control.set_status_page(
+        StatusPage(
+            StatusSources(
+                config.gateway.name, agents.views, calls.book.records, readiness, reactor
+            ),
+            show_numbers=config.control_show_numbers,
+        )
+    )
     readiness.add_check("livevox", livevox_metrics.unreachable)
     media = make_media_relay(
         reactor,

@@ -99,6 +99,7 @@ def test_shipped_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.Mon
     write_secret(etc / "manhole.passwd", "admin:pw")
     monkeypatch.setenv("LVGW_CONTACT_PASSWORD", "contact-pw")
     monkeypatch.setenv("LVGW_VENDOR_API_TOKEN", "vendor-api-token")
+    monkeypatch.setenv("LVGW_CONTROL_TOKEN", "control-token")
     config = load_config(str(etc / "gw.toml"))
     assert [a.user_name for a in config.agents][:3] == ["AIVA1", "AIVA2", "AIVA3"]
     assert len(config.agents) == 51
@@ -119,6 +120,7 @@ def test_demo_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "LVGW_DEMO_AGENT_PASSWORD",
         "LVGW_DEMO_VENDOR_API_TOKEN",
         "LVGW_DEMO_AIA_TOKEN",
+        "LVGW_DEMO_CONTROL_TOKEN",
     ):
         monkeypatch.setenv(name, "demo-secret")
     config = load_config(str(demo))

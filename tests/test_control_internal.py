@@ -187,10 +187,19 @@ def test_route_name_must_be_one_segment(name: str) -> None:
 
 
 def test_listen_beyond_loopback_is_warned() -> None:
-    """A control listener on every address logs a warning, as it has no authentication."""
+    """A control listener built directly on every address without TLS logs a warning."""
     with capturedLogs() as events:
         control_service(reactor, "tcp:0", Readiness(), new_registry(process_metrics=False))
-    assert any("no authentication" in e.get("log_format", "") for e in events)
+    assert any("without TLS" in e.get("log_format", "") for e in events)
+
+
+def test_no_token_is_warned() -> None:
+    """A control listener without a token says at start that its guarded paths answer 403."""
+    with capturedLogs() as events:
+        control_service(
+            reactor, LOOPBACK_ANY_PORT, Readiness(), new_registry(process_metrics=False)
+        )
+    assert any("answer 403" in e.get("log_format", "") for e in events)
 
 
 @pytest_twisted.ensureDeferred

@@ -37,6 +37,7 @@ AIA_FIELDS = (
 
 MediaEngine = Literal["auto", "rtpio", "twisted"]
 TransferOrder = Literal["term_code_then_end", "end_then_term_code"]
+ConferenceOrder = Literal["conference_then_term_code", "term_code_then_conference"]
 HttpMethod = Literal["POST", "PUT"]
 
 
@@ -241,6 +242,9 @@ class VendorConfig:
     :param options_timeout: how long that OPTIONS waits for any answer.
     :param session_expires: the session interval offered to the vendor
         (``Session-Expires`` with ``Supported: timer``); 0 offers none.
+    :param refer_targets: a REFER's ``Refer-To`` user part (lower case),
+        such as ``billing`` in ``sip:billing@vendor``, mapped to the term
+        code name it asks for (``[vendor.refer_targets]``).
     """
 
     endpoints: tuple[VendorEndpoint, ...]
@@ -255,6 +259,7 @@ class VendorConfig:
     silence_timeout: float = 4.0
     options_timeout: float = 2.0
     session_expires: int = 1800
+    refer_targets: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -303,6 +308,8 @@ class WrapupConfig:
         LiveVox leg is ended, or after.
     :param transfer_timeout: how long a transfer waits for its posts before
         ending the leg regardless.
+    :param conference_order: whether a transfer to a number posts the
+        manual conference before the term code (the default) or after it.
     :param create_missing_contacts: create a contact whose account LiveVox lacks.
     :param max_age: a wrap-up still failing after this long becomes a dead letter.
     :param retention: how long finished call records are kept.
@@ -322,6 +329,7 @@ class WrapupConfig:
     stranded_term_code: str | None = attrs.field(default=None, kw_only=True)
     transfer_order: TransferOrder
     transfer_timeout: float
+    conference_order: ConferenceOrder = attrs.field(default="conference_then_term_code", kw_only=True)
     create_missing_contacts: bool
     max_age: float
     retention: float
@@ -436,6 +444,11 @@ class GatewayConfig:
     manhole: ManholeConfig | None
     logging: LoggingConfig
     child_processes: tuple[ChildProcessConfig, ...] = ()
+    #: The bearer token of the control listener's admin routes and status page
+    #: (``[control] token_file`` or ``token_env``); without one they answer 403.
+    control_token: Secret | None = None
+    #: Show callers' numbers in full on the status page (``[control] show_numbers``).
+    control_show_numbers: bool = False
 
     def secrets(self) -> list[tuple[str, Secret]]:
         """Return every secret with the key path it came from, for the summary and tests."""
@@ -452,6 +465,8 @@ class GatewayConfig:
             found.append(("aia.token", self.aia.token))
         if self.vendor_api is not None:
             found.append(("vendor_api.token", self.vendor_api.token))
+        if self.control_token is not None:
+            found.append(("control.token", self.control_token))
         return found
 
 

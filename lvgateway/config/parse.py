@@ -44,6 +44,7 @@ from lvgateway.config.model import (
     phone_key,
 )
 from lvgateway.config.reader import ConfigError, Problem, Problems, Table, read_secret_file
+from lvgateway.config.secret import Secret
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _PHONE = re.compile(r"^\+?\d{4,15}$")
@@ -89,6 +90,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
 def _gateway_config(root: Table, source: str) -> GatewayConfig:
     agents = _agents(root)
     wrapup = _wrapup(root)
+    control_listen, control_token, control_show_numbers = _control(root)
     config = GatewayConfig(
         source=source,
         gateway=_identity(root),
@@ -101,11 +103,13 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         media=_media(root),
         wrapup=wrapup,
         aia=_aia(root),
-        control_listen=_control(root),
+        control_listen=control_listen,
         vendor_api=_vendor_api(root),
         manhole=_manhole(root),
         logging=_logging(root),
         child_processes=tuple(_child(t) for t in root.tables("child_processes")),
+        control_token=control_token,
+        control_show_numbers=control_show_numbers,
     )
     if not agents and not root.problems.found:
         root.problems.add(
@@ -426,6 +430,7 @@ def _vendor(root: Table) -> VendorConfig:
         silence_timeout=t.number("silence_timeout", 4.0, low=0.5),
         options_timeout=t.number("options_timeout", 2.0, low=0.2),
         session_expires=t.integer("session_expires", 1800, low=0, high=86400),
+        refer_targets={k.lower(): v for k, v in t.string_table("refer_targets").items()},
     )
     t.finish()
     return vendor
@@ -509,6 +514,11 @@ def _wrapup(root: Table) -> WrapupConfig:
             choices=("term_code_then_end", "end_then_term_code"),
         ),
         transfer_timeout=t.number("transfer_timeout", 10.0, low=0.5),
+        conference_order=t.string(
+            "conference_order",
+            "conference_then_term_code",
+            choices=("conference_then_term_code", "term_code_then_conference"),
+        ),
         create_missing_contacts=t.boolean("create_missing_contacts", False),
         max_age=t.number("max_age", 86400.0, low=60.0),
         retention=t.number("retention_days", 30.0, low=0.0) * 86400.0,
@@ -553,19 +563,37 @@ def _http_url(text: str) -> str:
     return text
 
 
-def _control(root: Table) -> str:
+def _refuse_cleartext_beyond_loopback(t: Table, listen: str) -> None:
+    """Refuse a cleartext TCP listener bound beyond loopback: it carries a bearer token."""
+    kind = listen.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6") and not is_loopback(listen):
+        t.problems.add(
+            t.key("listen"),
+            f"found {listen!r}: bound beyond loopback without TLS; expected "
+            "interface=127.0.0.1 (or ::1), or an ssl: endpoint",
+        )
+
+
+def _control(root: Table) -> tuple[str, Secret | None, bool]:
     t = _section(root, "control")
     listen = _endpoint_string(t, "listen", "tcp:9780:interface=127.0.0.1")
+    if listen:
+        _refuse_cleartext_beyond_loopback(t, listen)
+    token = t.secret("token", required=False)
+    show_numbers = bool(t.boolean("show_numbers", False))
     t.finish()
-    return listen
+    return listen, token, show_numbers
 
 
 def _vendor_api(root: Table) -> VendorApiConfig | None:
     t = root.table("vendor_api")
     if t is None:
         return None
+    listen = _endpoint_string(t, "listen")
+    if listen:
+        _refuse_cleartext_beyond_loopback(t, listen)
     api = VendorApiConfig(
-        listen=_endpoint_string(t, "listen"),
+        listen=listen,
         token=t.secret("token"),  # type: ignore[arg-type]
     )
     t.finish()

@@ -18,18 +18,26 @@ table, without editing this module::
     service = control_service(reactor, cfg.control_listen, readiness, registry)
     service.routes.add_route("agents", AgentsResource(pool))
 
-It has no authentication: it belongs on 127.0.0.1, and a listen string that
-is not on loopback is logged as a warning.
+``/healthz``, ``/readyz`` and ``/metrics`` are open to probes and scrapers;
+every other path (the status page at ``/``, ``/agents``, ``/calls`` and the
+admin actions) needs the control token (:class:`lvgateway.control.auth.ControlGuard`).
+Routes added to ``routes`` are guarded too. The config refuses a cleartext
+listener beyond loopback; TLS comes from an ``ssl:`` endpoint string.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 
+from lvgateway.config.secret import Secret
+from lvgateway.control.auth import ControlGuard, FailedTokens
 from lvgateway.control.listener import is_loopback, server_endpoint
 from lvgateway.control.web import (
     BaseResource,
@@ -41,7 +49,14 @@ from lvgateway.control.web import (
 )
 from lvgateway.health import Readiness
 
-__all__ = ["Health", "Metrics", "Ready", "control_routes", "control_service"]
+__all__ = [
+    "ControlListener",
+    "Health",
+    "Metrics",
+    "Ready",
+    "control_routes",
+    "control_service",
+]
 
 log = Logger()
 
@@ -110,9 +125,39 @@ def control_routes(readiness: Readiness, registry: CollectorRegistry) -> Routes:
     return routes
 
 
+class ControlListener(WebListener):
+    """The internal control listener: its routing table behind the token guard.
+
+    :param endpoint: where to listen.
+    :param routes: the routing table (``routes``, where later parts add theirs).
+    :param guard: the site's root, which checks the token.
+    :param failures: the wrong credentials' limiter and summary.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        routes: Routes,
+        guard: ControlGuard,
+        failures: FailedTokens,
+    ) -> None:
+        super().__init__(endpoint, make_site(guard), routes)
+        self.guard = guard
+        self.failures = failures
+        self.on_stop.append(failures.stop)
+
+    def set_status_page(self, page: IResource) -> None:
+        """Serve ``page`` at ``/``, behind the token."""
+        self.guard.index = page
+
+
 def control_service(
-    reactor: IReactorCore, listen: str, readiness: Readiness, registry: CollectorRegistry
-) -> WebListener:
+    reactor: IReactorCore,
+    listen: str,
+    readiness: Readiness,
+    registry: CollectorRegistry,
+    token: Secret | None = None,
+) -> ControlListener:
     """Return the service of the internal control listener.
 
     Add routes to its ``routes`` table, before or after it starts.
@@ -122,13 +167,22 @@ def control_service(
         ``tcp:9780:interface=127.0.0.1``.
     :param readiness: the checks ``/readyz`` runs.
     :param registry: the registry ``/metrics`` serves.
+    :param token: the bearer token of every path but the probes; without one
+        those paths answer 403.
     """
-    if not is_loopback(listen):
+    if listen.split(":", 1)[0].lower() in ("tcp", "tcp6") and not is_loopback(listen):
         log.warn(
-            "the internal control listener {listen} is reachable beyond this machine,"
-            " and its routes have no authentication",
+            "the internal control listener {listen} is reachable beyond this machine"
+            " without TLS: its token crosses the network in clear",
             listen=listen,
         )
+    if token is None:
+        log.warn(
+            "the control listener has no token ([control] token_file or token_env):"
+            " its status page, /agents, /calls and admin actions answer 403"
+        )
     routes = control_routes(readiness, registry)
+    failures = FailedTokens(cast(IReactorTime, reactor), "control listener")
+    guard = ControlGuard(routes, token, failures)
     endpoint = server_endpoint(reactor, listen)
-    return WebListener(endpoint, make_site(routes), routes)
+    return ControlListener(endpoint, routes, guard, failures)

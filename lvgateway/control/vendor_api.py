@@ -4,8 +4,10 @@ Every request, whatever its path, must carry ``Authorization: Bearer <token>``
 with the configured token, compared in constant time. A request without it, or
 with another token, gets 401 with ``WWW-Authenticate: Bearer`` and a JSON body
 ``{"error": "..."}``, before any route sees it (so no path can be probed
-without the token); the refusal is logged with its method, path and peer, never
-the token presented.
+without the token); the refusal is logged at debug with its method, path and
+peer, never the token presented. Wrong tokens are rate-limited per source
+(429 with ``Retry-After`` after 10 in a minute) and summed up in one warning
+per minute (:class:`lvgateway.control.auth.FailedTokens`).
 
 The API lives under ``/v1``. It starts with ``GET /v1/ping`` (200
 ``{"ok":true}``); later parts add theirs to the listener's ``/v1`` table::
@@ -18,14 +20,17 @@ TLS comes from the endpoint string (``ssl:8443:privateKey=...:certKey=...``).
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from lvgateway.config.secret import Secret
+from lvgateway.control.auth import FailedTokens, Refused, peer_host, presented_credential
 from lvgateway.control.listener import server_endpoint
 from lvgateway.control.web import BaseResource, Routes, WebListener, json_reply, make_site
 
@@ -42,25 +47,6 @@ class Ping(BaseResource):
     def render_GET(self, request: IRequest) -> bytes:
         """Answer that the caller got through."""
         return json_reply(request, {"ok": True})
-
-
-class _Refused(BaseResource):
-    """A leaf answering 401 with a bearer challenge."""
-
-    isLeaf = True
-
-    def __init__(self, message: str, invalid_token: bool) -> None:
-        super().__init__()
-        self._message = message
-        self._invalid_token = invalid_token
-
-    def render(self, request: IRequest) -> bytes:
-        challenge = f'Bearer realm="{REALM}"'
-        if self._invalid_token:
-            # RFC 6750, section 3: a token was presented and is not accepted.
-            challenge += ', error="invalid_token"'
-        headers = {b"www-authenticate": challenge.encode("ascii")}
-        return json_reply(request, {"error": self._message}, 401, headers)
 
 
 def _not_empty(instance: object, attribute: attrs.Attribute[Secret], token: Secret) -> None:
@@ -80,32 +66,40 @@ class BearerGuard:
 
     _wrapped: IResource
     _token: Secret = attrs.field(validator=_not_empty)
+    _failures: FailedTokens | None = None
     isLeaf = False
     log = Logger()
 
     def _refusal(self, request: IRequest) -> IResource | None:
         """Return the resource answering a refused request, or ``None`` if it may pass."""
-        headers = request.requestHeaders.getRawHeaders(b"authorization") or []
-        if len(headers) != 1:
-            reason = "missing bearer token" if not headers else "more than one Authorization"
-            return self._refuse(request, reason, invalid_token=False)
-        scheme, _, presented = headers[0].strip().partition(b" ")
-        if scheme.lower() != b"bearer" or not presented.strip():
-            return self._refuse(request, "missing bearer token", invalid_token=False)
-        if not self._token.matches(presented.strip()):
-            return self._refuse(request, "invalid bearer token", invalid_token=True)
-        return None
+        host = peer_host(request)
+        if self._failures is not None:
+            wait = self._failures.retry_after(host)
+            if wait is not None:
+                return Refused(429, "too many wrong credentials; retry later", retry_after=wait)
+        presented, reason = presented_credential(request, allow_basic=False)
+        if presented is not None and self._token.matches(presented):
+            return None
+        if presented is not None:
+            reason = "invalid bearer token"
+        return self._refuse(request, host, reason, invalid_token=presented is not None)
 
-    def _refuse(self, request: IRequest, reason: str, invalid_token: bool) -> IResource:
-        peer = request.getClientAddress()  # type: ignore[no-untyped-call]
-        self.log.warn(
+    def _refuse(self, request: IRequest, host: str, reason: str, invalid_token: bool) -> IResource:
+        if self._failures is not None:
+            self._failures.refused(host)
+        # One line per refusal at debug only: the limiter sums them up at warn.
+        self.log.debug(
             "vendor API refused {method} {path} from {peer}: {reason}",
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1"),
-            peer=getattr(peer, "host", str(peer)),
+            peer=host,
             reason=reason,
         )
-        return _Refused(reason, invalid_token)
+        challenge = f'Bearer realm="{REALM}"'
+        if invalid_token:
+            # RFC 6750, section 3: a token was presented and is not accepted.
+            challenge += ', error="invalid_token"'
+        return Refused(401, reason, [challenge])
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
         """Check the token, then hand the whole path to the wrapped tree."""
@@ -134,15 +128,16 @@ def vendor_v1() -> Routes:
     return v1
 
 
-def vendor_api_root(token: Secret, v1: Routes) -> BearerGuard:
+def vendor_api_root(token: Secret, v1: Routes, failures: FailedTokens | None = None) -> BearerGuard:
     """Return the guarded root resource of the vendor API, serving ``v1`` at ``/v1``.
 
     :param token: the token every request must present.
     :param v1: the ``/v1`` table.
+    :param failures: rate-limits and sums up wrong tokens per source; none by default.
     """
     root = Routes()
     root.add_route("v1", v1)
-    return BearerGuard(root, token)
+    return BearerGuard(root, token, failures)
 
 
 def vendor_api_service(reactor: IReactorCore, listen: str, token: Secret) -> WebListener:
@@ -158,4 +153,7 @@ def vendor_api_service(reactor: IReactorCore, listen: str, token: Secret) -> Web
     """
     v1 = vendor_v1()
     endpoint = server_endpoint(reactor, listen)
-    return WebListener(endpoint, make_site(vendor_api_root(token, v1)), v1)
+    failures = FailedTokens(cast(IReactorTime, reactor), "vendor API")
+    service = WebListener(endpoint, make_site(vendor_api_root(token, v1, failures)), v1)
+    service.on_stop.append(failures.stop)
+    return service

@@ -14,9 +14,10 @@ rest of the path (``getChild`` per call id, say).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.error import UnsupportedMethod
 from twisted.web.iweb import IRequest
@@ -183,3 +184,11 @@ class WebListener(Listener):
     def __init__(self, endpoint: IStreamServerEndpoint, site: Site, routes: Routes) -> None:
         super().__init__(endpoint, site)
         self.routes = routes
+        #: Run when the listener stops, such as writing a pending log summary.
+        self.on_stop: list[Callable[[], object]] = []
+
+    def stopService(self) -> Deferred[None]:
+        """Run the ``on_stop`` callables, then stop listening."""
+        for call in self.on_stop:
+            call()
+        return super().stopService()
