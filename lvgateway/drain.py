@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
+from twisted.python.failure import Failure
 
 from lvgateway.health import Readiness
 
@@ -167,9 +168,8 @@ class OrderedDrain:
         bound = max(0.0, min(step.timeout, deadline - begun))
         self.log.info("drain step {step} begins (bound {bound:.1f}s)", step=step.name, bound=bound)
         d: Deferred[Any] = maybeDeferred(step.action).addCallback(_awaited)
-        d.addTimeout(bound, self.clock)
         try:
-            await d
+            await _bounded(d, bound, self.clock)
         except DeferredTimeout:
             result = "timed out"
             self.log.warn(
@@ -184,6 +184,36 @@ class OrderedDrain:
             result = "done"
             self.log.info("drain step {step} done", step=step.name)
         return StepOutcome(step.name, result, self.clock.seconds() - begun)
+
+
+def _bounded(d: Deferred[Any], bound: float, clock: IReactorTime) -> Deferred[Any]:
+    """Fire with ``d``'s result, or fail with ``DeferredTimeout`` after ``bound`` seconds, whatever ``d`` does.
+
+    ``d`` is cancelled at the bound, but the drain does not wait for that to
+    take: a step whose work swallows its cancellation (a coroutine catching
+    ``CancelledError`` and waiting on) must not hold the drain past its bound,
+    nor systemd past its stop timeout.
+    """
+    out: Deferred[Any] = Deferred()
+
+    def settle(result: Any) -> None:
+        if timer.active():
+            timer.cancel()
+        if out.called:
+            return
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+
+    def expire() -> None:
+        if not out.called:
+            out.errback(DeferredTimeout(f"not done within {bound:.1f}s"))
+        d.cancel()
+
+    timer = clock.callLater(bound, expire)
+    d.addBoth(settle)  # consumes d's result: it is passed on through ``out``
+    return out
 
 
 def _awaited(result: Any) -> Any:

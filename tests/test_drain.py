@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -79,6 +79,29 @@ class OrderedDrainTests(SynchronousTestCase):
             if e.get("step") == "finish calls" and "did not finish" in e["log_format"]
         ]
         self.assertEqual(len(warnings), 1)
+
+    def test_step_that_swallows_its_cancellation_is_still_cut_at_its_bound(self) -> None:
+        """Work that catches CancelledError and waits on cannot hold the drain past the step's bound."""
+        forever: Deferred[None] = Deferred(lambda d: None)  # its canceller does nothing
+        cancelled: list[bool] = []
+
+        async def stubborn() -> None:
+            try:
+                await Deferred()
+            except CancelledError:
+                cancelled.append(True)
+                await forever  # goes on waiting, as a log-out waiting for a session might
+
+        self.drain.register("log out", DrainPhase.LOG_OUT_AGENTS, stubborn, 10)
+        self.drain.register("close store", DrainPhase.CLOSE_STORE, self.step("close store"), 5)
+        d = Deferred.fromCoroutine(self.drain.run())
+        self.clock.advance(10.1)
+        outcomes = self.successResultOf(d)
+        self.assertEqual(cancelled, [True])
+        self.assertEqual(
+            [(o.name, o.result) for o in outcomes],
+            [("log out", "timed out"), ("close store", "done")],
+        )
 
     def test_failing_step_is_logged_and_next_still_runs(self) -> None:
         """A step that raises is reported as failed and the drain goes on."""
