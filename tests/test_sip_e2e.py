@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
+from lvgateway.calls.outcome import TransferStatus
+
 from .sip_gateway import SipGateway, all_succeed, free_udp_port, sipp, start_gateway
 from .sip_helpers import wait_until
 
@@ -166,6 +168,8 @@ async def test_vendor_refer_keeps_the_customer_and_leads_to_the_transfer(
     assert end["disposition"].next_action == "transfer"  # type: ignore[attr-defined]
     assert gateway.sip.router.live, "the customer's leg was hung up at the REFER"
     call_id = gateway.calls.events[0][1]
+    # As the wrap-up does once LiveVox has the transfer: the REFER's final NOTIFY, then BYE.
+    gateway.calls.transfer_done(call_id, TransferStatus(200, "OK"))
     await gateway.sip.router.hang_up_livevox(
         call_id, "transfer"
     )  # as the store does once LiveVox has it

@@ -14,6 +14,18 @@
         "other": {"1": "intent=billing", "2": "..."},
         "contact": {"person": {"firstName": "Jane"}}, "create_contact": false}
 
+4. What hosted voice platforms can send when they cannot set X- headers
+   (:func:`disposition_from_request`): headers embedded in a REFER's
+   ``Refer-To`` (``<sip:human@vendor?X-LV-Term-Code=billing>``, URL-decoded),
+   the ``Refer-To`` target itself (a number is a transfer to that number;
+   a user part named in ``[vendor.refer_targets]`` asks for its term code),
+   ``User-to-User`` (RFC 7433; hex unless ``encoding`` says otherwise) and
+   ``Reason`` (RFC 3326, SIP or Q.850).
+
+**Precedence**, field by field, when several say the same thing (highest
+first): ``X-LV-*`` headers, headers embedded in ``Refer-To``, the
+``Refer-To`` target, ``User-to-User``, ``Reason``. See :data:`PRECEDENCE`.
+
 Headers cannot be answered with an error (the BYE is already accepted), so
 a bad header value is logged and left out; JSON is checked strictly and a
 :class:`~lvgateway.calls.errors.DispositionError` names the field at fault.
@@ -22,9 +34,12 @@ a bad header value is logged and left out; JSON is checked strictly and a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
+import attrs
 from twisted.logger import Logger
 
 from lvgateway.calls.errors import DispositionError
@@ -32,6 +47,12 @@ from lvgateway.calls.records import NEXT_ACTIONS, Disposition, header_lookup
 
 __all__ = [
     "DISPOSITION_HEADERS",
+    "PRECEDENCE",
+    "ReferTarget",
+    "disposition_from_reason",
+    "disposition_from_request",
+    "disposition_from_uui",
+    "parse_refer_to",
     "JSON_FIELDS",
     "MAX_TEXT",
     "disposition_from_headers",
@@ -60,7 +81,22 @@ JSON_FIELDS = (
     "other",
     "contact",
     "create_contact",
+    "transfer_number",
 )
+
+#: Where a disposition may come from on a vendor's request, highest precedence first.
+PRECEDENCE = ("x-lv-headers", "refer-to-headers", "refer-to-target", "user-to-user", "reason")
+
+#: The short names a payload (``User-to-User``, ``Reason`` text) may use for each header.
+_PAYLOAD_NAMES = {
+    "term_code": "X-LV-Term-Code",
+    "termcode": "X-LV-Term-Code",
+    "next_action": "X-LV-Next-Action",
+    "call_outcome": "X-LV-Call-Outcome",
+    "result": "X-LV-Result",
+    "account": "X-LV-Account",
+    **{f"other{n}": f"X-LV-Other{n}" for n in range(1, 21)},
+}
 
 #: The longest text a disposition field may hold.
 MAX_TEXT = 2000
@@ -171,6 +207,7 @@ def disposition_from_json(body: bytes | str | Mapping[str, Any]) -> Disposition:
         other=_other(data.get("other")),
         contact=dict(contact) if contact is not None else None,
         create_contact=create,
+        transfer_number=_text(data, "transfer_number", numbers=True),
     )
 
 
@@ -225,3 +262,190 @@ def _other(value: Any) -> dict[int, str]:
             raise DispositionError(field, f"longer than {MAX_TEXT} characters")
         found[int(number)] = text
     return found
+
+
+# -- what platforms that cannot set X- headers send ---------------------------------
+
+
+@attrs.frozen
+class ReferTarget:
+    """What a REFER's ``Refer-To`` says.
+
+    :param uri: the URI, without its embedded headers.
+    :param user: the user part (a ``tel:`` URI's number), URL-decoded.
+    :param number: the number to transfer to, when the user part is one.
+    :param headers: the headers embedded after ``?``, URL-decoded.
+    """
+
+    uri: str
+    user: str | None
+    number: str | None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_NUMBER = re.compile(r"\+?[0-9]{3,15}")
+_VISUAL = re.compile(r"[-.() ]")
+
+
+def parse_refer_to(value: str) -> ReferTarget | None:
+    """Parse a ``Refer-To`` value (RFC 3515): ``<sip:user@host;params?Hdr=v&Hdr2=v>`` or a ``tel:`` URI.
+
+    :returns: ``None`` for a value with no URI in it.
+    """
+    value = value.strip()
+    if "<" in value:
+        start, end = value.find("<"), value.find(">", value.find("<"))
+        value = value[start + 1 : end if end >= 0 else len(value)]
+    else:
+        value = value.split(";", 1)[0] if value.lower().startswith("tel:") else value
+    value = value.strip()
+    if ":" not in value:
+        return None
+    uri, _, query = value.partition("?")
+    headers: list[tuple[str, str]] = []
+    for pair in query.split("&") if query else ():
+        name, sep, item = pair.partition("=")
+        if sep and name:
+            headers.append((unquote(name), unquote(item)))
+    scheme, _, rest = uri.partition(":")
+    scheme = scheme.lower()
+    user: str | None
+    if scheme == "tel":
+        user = unquote(rest.split(";", 1)[0])
+    elif scheme in ("sip", "sips") and "@" in rest:
+        user = unquote(rest.rsplit("@", 1)[0].split(":", 1)[0].split(";", 1)[0])
+    else:
+        user = None
+    number = None
+    if user:
+        digits = _VISUAL.sub("", user)
+        if _NUMBER.fullmatch(digits):
+            number = digits
+    return ReferTarget(uri=uri, user=user or None, number=number, headers=tuple(headers))
+
+
+def _payload(text: str, source: str, call_id: str | None) -> Disposition | None:
+    """Read a disposition from free text: a JSON object, ``name=value`` pairs, or a bare term code.
+
+    Pairs are separated by ``&`` or ``;`` and named like the headers
+    (``X-LV-Term-Code``) or the JSON fields (``term_code``, ``other1``).
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        try:
+            return disposition_from_json(text)
+        except DispositionError as e:
+            log.warn(
+                "call {call_id}: {source} carries JSON that is not a disposition ({error}): ignored",
+                call_id=call_id,
+                source=source,
+                error=str(e),
+            )
+            return None
+    if "=" not in text:
+        return disposition_from_headers([("X-LV-Term-Code", text)], call_id)
+    pairs: list[tuple[str, str]] = []
+    for part in re.split(r"[&;]", text):
+        name, sep, item = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            continue
+        pairs.append((_PAYLOAD_NAMES.get(name.lower(), name), unquote(item.strip())))
+    return disposition_from_headers(pairs, call_id)
+
+
+def _params(value: str) -> tuple[str, dict[str, str]]:
+    """Split ``token-or-"quoted" ;name=value ;...`` into the first item and its parameters."""
+    value = value.strip()
+    if value.startswith('"'):
+        end = value.find('"', 1)
+        end = len(value) if end < 0 else end
+        first, rest = value[1:end], value[end + 1 :]
+    else:
+        first, _, rest = value.partition(";")
+        rest = ";" + rest if rest else ""
+    params: dict[str, str] = {}
+    for match in re.finditer(r';\s*([^=;\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;]*))?', rest):
+        item = (match.group(2) or "").strip()
+        if item.startswith('"') and item.endswith('"') and len(item) >= 2:
+            item = item[1:-1].replace('\\"', '"')
+        params[match.group(1).lower()] = item
+    return first.strip(), params
+
+
+def disposition_from_uui(value: str, call_id: str | None = None) -> Disposition | None:
+    """Return the disposition in a ``User-to-User`` header (RFC 7433).
+
+    The data is hex unless ``encoding`` names something else, when it is
+    taken as text. Hex data whose first byte is a control character (an
+    ISDN protocol discriminator, such as 04 for IA5 text) loses that byte.
+    The decoded text is read as JSON, ``name=value`` pairs or a bare term code.
+    """
+    data, params = _params(value)
+    encoding = params.get("encoding", "hex").lower()
+    if encoding == "hex":
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError:
+            log.warn("call {call_id}: User-to-User is not hex: ignored", call_id=call_id)
+            return None
+        if raw and raw[0] < 0x20:
+            raw = raw[1:]
+        text = raw.decode("utf-8", errors="replace")
+    else:
+        text = unquote(data)
+    return _payload(text, "User-to-User", call_id)
+
+
+def disposition_from_reason(value: str, call_id: str | None = None) -> Disposition | None:
+    """Return the disposition in a ``Reason`` header (RFC 3326): ``SIP;cause=200;text="..."`` or ``Q.850;cause=16``.
+
+    A ``text`` of ``name=value`` pairs (or JSON) is read as a payload; any
+    other text, with the protocol and cause, becomes the call outcome
+    (``Q.850 16 Normal call clearing``).
+    """
+    protocol, params = _params(value)
+    text = params.get("text", "").strip()
+    if text and ("=" in text or text.startswith("{")):
+        return _payload(text, "Reason", call_id)
+    cause = params.get("cause", "").strip()
+    outcome = " ".join(part for part in (protocol, cause, text) if part)
+    if not (cause or text):
+        return None
+    return Disposition(call_outcome=outcome[:MAX_TEXT])
+
+
+def disposition_from_request(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    call_id: str | None = None,
+    refer_targets: Mapping[str, str] | None = None,
+) -> Disposition | None:
+    """Return the disposition a vendor's BYE or REFER carries, from every source, in :data:`PRECEDENCE`.
+
+    :param headers: the request's headers.
+    :param call_id: the gateway's call id, for the log.
+    :param refer_targets: ``Refer-To`` user parts (lower case) mapped to term codes.
+    """
+    h = header_lookup(headers)
+    layers: list[Disposition | None] = []
+    reason = h.get("reason")
+    layers.append(disposition_from_reason(reason, call_id) if reason else None)
+    uui = h.get("user-to-user") or h.get("x-user-to-user")
+    layers.append(disposition_from_uui(uui, call_id) if uui else None)
+    refer_to = h.get("refer-to") or h.get("r")
+    target = parse_refer_to(refer_to) if refer_to else None
+    if target is not None:
+        named = (refer_targets or {}).get((target.user or "").lower())
+        if target.number is not None:
+            layers.append(Disposition(transfer_number=target.number))
+        elif named is not None:
+            layers.append(Disposition(term_code=named))
+        layers.append(disposition_from_headers(target.headers, call_id) if target.headers else None)
+    layers.append(disposition_from_headers(headers, call_id))
+    merged: Disposition | None = None
+    for layer in layers:
+        if layer is not None:
+            merged = layer.over(merged)
+    return merged

@@ -37,7 +37,10 @@ __all__ = [
     "LegAction",
     "Outcome",
     "Phase",
+    "TRANSFER_STATUS",
+    "TransferStatus",
     "call_close",
+    "transfer_status",
     "decide",
     "phase_of",
     "requested_term_code",
@@ -135,6 +138,59 @@ class Outcome:
 
 
 @attrs.frozen
+class TransferStatus:
+    """How a transfer went at LiveVox, as the final status of the REFER's NOTIFY (RFC 3515).
+
+    :param code: the SIP status of the ``message/sipfrag`` body.
+    :param phrase: its reason phrase.
+    :param livevox_status: the HTTP status LiveVox answered, if it answered.
+    """
+
+    code: int
+    phrase: str
+    livevox_status: int | None = None
+
+    @property
+    def sipfrag(self) -> str:
+        """The NOTIFY's body: ``SIP/2.0 200 OK``."""
+        return f"SIP/2.0 {self.code} {self.phrase}"
+
+
+#: LiveVox's answer to a transfer's posts (manual conference, term code) as
+#: the SIP status a REFER's final NOTIFY carries. Any other 4xx is 603, any
+#: other 5xx 503; no answer at all (timeout, no connection) is 408, and a
+#: transfer whose posts outlived ``transfer_timeout`` is 408 too.
+TRANSFER_STATUS: dict[int, tuple[int, str]] = {
+    200: (200, "OK"),
+    400: (603, "Decline"),
+    401: (403, "Forbidden"),
+    403: (403, "Forbidden"),
+    404: (404, "Not Found"),
+    409: (486, "Busy Here"),
+    429: (480, "Temporarily Unavailable"),
+    500: (500, "Server Internal Error"),
+    502: (503, "Service Unavailable"),
+    503: (503, "Service Unavailable"),
+    504: (504, "Server Time-out"),
+}
+
+
+def transfer_status(http_status: int | None) -> TransferStatus:
+    """Map LiveVox's HTTP answer to a transfer's post (``None``: no answer) to a NOTIFY status."""
+    if http_status is None:
+        return TransferStatus(408, "Request Timeout")
+    if 200 <= http_status < 300:
+        code, phrase = TRANSFER_STATUS[200]
+    elif http_status in TRANSFER_STATUS:
+        code, phrase = TRANSFER_STATUS[http_status]
+    elif 400 <= http_status < 500:
+        code, phrase = 603, "Decline"
+    else:
+        code, phrase = 503, "Service Unavailable"
+    return TransferStatus(code, phrase, http_status)
+
+
+@attrs.frozen
 class Ending:
     """The call store's answer to an event: the decision, and its durable record.
 
@@ -142,10 +198,15 @@ class Ending:
     :param recorded: fires with the call's record once its end is
         committed (at once when the event changed nothing); errbacks when it
         cannot be written.
+    :param transferred: for an event that starts a transfer with the LiveVox
+        leg held: fires with the :class:`TransferStatus` once the transfer's
+        posts are made (or given up), just before the LiveVox leg is ended.
+        ``None`` otherwise.
     """
 
     outcome: Outcome
     recorded: Deferred[CallRecord | None]
+    transferred: Deferred[TransferStatus] | None = None
 
 
 def phase_of(record: CallRecord | None) -> Phase:

@@ -184,6 +184,8 @@ class Disposition:
         ``phone``, ``customFields``…); only through the vendor API.
     :param create_contact: create the contact when LiveVox lacks the account;
         ``None`` follows ``WrapupConfig.create_missing_contacts``.
+    :param transfer_number: the number a transfer goes to (a REFER's
+        ``Refer-To`` with a number): LiveVox's manual conference to it.
     """
 
     term_code: str | None = None
@@ -194,6 +196,7 @@ class Disposition:
     other: Mapping[int, str] = attrs.field(factory=dict, validator=_other_numbers)
     contact: Mapping[str, Any] | None = None
     create_contact: bool | None = None
+    transfer_number: str | None = None
 
     @property
     def is_transfer(self) -> bool:
@@ -218,6 +221,7 @@ class Disposition:
             other={**earlier.other, **self.other},
             contact=_pick(self.contact, earlier.contact),
             create_contact=_pick(self.create_contact, earlier.create_contact),
+            transfer_number=_pick(self.transfer_number, earlier.transfer_number),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -230,6 +234,7 @@ class Disposition:
             "account": self.account,
             "contact": dict(self.contact) if self.contact is not None else None,
             "create_contact": self.create_contact,
+            "transfer_number": self.transfer_number,
         }
         if self.other:
             body["other"] = {str(n): v for n, v in sorted(self.other.items())}
@@ -250,6 +255,7 @@ class Disposition:
             other={int(n): v for n, v in (data.get("other") or {}).items()},
             contact=data.get("contact"),
             create_contact=data.get("create_contact"),
+            transfer_number=data.get("transfer_number"),
         )
 
 

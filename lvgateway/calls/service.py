@@ -454,10 +454,15 @@ class CallService(Service):
                     state=record.state.value,
                 )
             return Ending(outcome, succeed(record))
+        transferred = (
+            self.pipeline.watch_transfer(record.call_id)
+            if outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
+            else None
+        )
         saved: Deferred[CallRecord | None] = self._record_end(record, event, outcome).addCallback(
             lambda ended: ended
         )
-        return Ending(outcome, saved)
+        return Ending(outcome, saved, transferred)
 
     def _close_unposted(
         self, record: CallRecord, event: CallEvent, outcome: Outcome

@@ -42,10 +42,18 @@ from zope.interface import implementer
 
 from lvgateway.agents.interfaces import Admission, CallClose, IAgentPool, Refusal, Reservation
 from lvgateway.agents.state import moves_not_ready
-from lvgateway.calls.disposition import disposition_from_headers
+from lvgateway.calls.disposition import disposition_from_request
 from lvgateway.calls.errors import AlreadyWrappedUpError, UnknownCallError
 from lvgateway.calls.interfaces import ICallLegs, ICalls
-from lvgateway.calls.outcome import CallEvent, Ending, EventKind, LegAction, Outcome, decide
+from lvgateway.calls.outcome import (
+    CallEvent,
+    Ending,
+    EventKind,
+    LegAction,
+    Outcome,
+    TransferStatus,
+    decide,
+)
 from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts, StepState
 from lvgateway.calls.service import CallService
 from lvgateway.calls.store import CallStore
@@ -210,6 +218,8 @@ class FakeCalls:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.refuse: BaseException | None = None
         self.reports: list[tuple[str | None, CallEvent]] = []
+        #: The held transfers' status, fired by :meth:`transfer_done`.
+        self.transfers: dict[str, Deferred[TransferStatus]] = {}
         self.noted: list[tuple[str, dict[str, dict[str, Any]]]] = []
         #: When set, the next :meth:`accept` waits for it: a record write in progress.
         self.accept_gate: Deferred[None] | None = None
@@ -331,7 +341,14 @@ class FakeCalls:
             term_code_name=outcome.term_code,
             hangup=StepState.PENDING if hold else StepState.SKIPPED,
         )
-        return Ending(outcome, succeed(record))
+        transferred: Deferred[TransferStatus] | None = None
+        if hold:
+            transferred = self.transfers[record.call_id] = Deferred()
+        return Ending(outcome, succeed(record), transferred)
+
+    def transfer_done(self, call_id: str, status: TransferStatus) -> None:
+        """Fire a held call's transfer status, as the wrap-up does before ending its LiveVox leg."""
+        self.transfers.pop(call_id).callback(status)
 
     def lookup(self, call_id: str) -> Deferred[CallRecord]:
         """Return the record."""
@@ -544,6 +561,8 @@ class StandInCallSource:
         self._leg_ended = livevox_leg_ended
         self.placed: dict[str, PlacedCall] = {}
         self.hang_ups: list[tuple[str, str]] = []
+        #: Each transfer's status, as the wrap-up gave it before ending the LiveVox leg.
+        self.transfer_statuses: list[tuple[str, TransferStatus]] = []
         self.orphans: list[tuple[str, dict[str, Any], int, str]] = []
         self.told: list[tuple[str, CallEvent]] = []
         self._sip_ids = itertools.count(1)
@@ -585,14 +604,14 @@ class StandInCallSource:
         self, call_id: str, headers: Mapping[str, str] | None = None
     ) -> CallRecord:
         """The vendor sent BYE, perhaps with disposition headers; the LiveVox leg is still up."""
-        disposition = disposition_from_headers(headers or {}, call_id)
+        disposition = disposition_from_request(headers or {}, call_id)
         return await self.report(call_id, CallEvent(EventKind.VENDOR_HANGUP, disposition))
 
     async def vendor_refers(
         self, call_id: str, headers: Mapping[str, str] | None = None
     ) -> CallRecord:
-        """The vendor sent REFER, perhaps with disposition headers."""
-        disposition = disposition_from_headers(headers or {}, call_id)
+        """The vendor sent REFER, perhaps with disposition headers (read from every source, as SIP does)."""
+        disposition = disposition_from_request(headers or {}, call_id)
         return await self.report(call_id, CallEvent(EventKind.VENDOR_REFER, disposition))
 
     async def ends(self, call_id: str, kind: EventKind) -> CallRecord:
@@ -602,6 +621,10 @@ class StandInCallSource:
     async def report(self, call_id: str, event: CallEvent) -> CallRecord:
         """Report an event as the SIP part does, and carry out its outcome on the LiveVox leg."""
         ending = self._calls.end(call_id, event)
+        if ending.transferred is not None:
+            ending.transferred.addCallback(
+                lambda status: self.transfer_statuses.append((call_id, status))
+            )
         if ending.outcome.livevox_leg is LegAction.END:
             self.hang_ups.append((call_id, ending.outcome.end_reason or ""))
             await self._leg_down(call_id)

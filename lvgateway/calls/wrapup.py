@@ -14,6 +14,19 @@ writing each step's state to the store as it goes:
 Before the first step the term code is resolved (its ``lvresult`` goes in the
 AIA), and LiveVox's ids are looked up if still unknown.
 
+**Transfer to a number.** When the disposition names a
+``transfer_number`` (a REFER's ``Refer-To`` with a number), LiveVox's manual
+conference to it (``POST /callControl/agent/conference/manual``) is posted
+before the term code (``conference_order = "conference_then_term_code"``) or
+after it (``"term_code_then_conference"``). It is posted once per process
+(a repeat could dial twice): a failure is noted for the REFER's NOTIFY and
+the term code goes on, so the customer still goes to a person.
+
+**The transfer's status.** :meth:`WrapupPipeline.watch_transfer` fires with
+a :class:`~lvgateway.calls.outcome.TransferStatus` (LiveVox's answers mapped
+by :func:`~lvgateway.calls.outcome.transfer_status`) just before the LiveVox
+leg is ended, so the SIP part can send the REFER's final NOTIFY first.
+
 **Transfer.** When the call ends with next action ``transfer`` while its
 LiveVox leg is up, the same steps run while the leg is up, and the leg is
 ended through :class:`~lvgateway.calls.interfaces.ICallLegs` right after the
@@ -59,7 +72,12 @@ from lvgateway.calls.book import CallBook
 from lvgateway.calls.ids import IdFinder, Sighting
 from lvgateway.calls.interfaces import ICallLegs
 from lvgateway.calls.metrics import CallMetrics
-from lvgateway.calls.outcome import call_close, requested_term_code
+from lvgateway.calls.outcome import (
+    TransferStatus,
+    call_close,
+    requested_term_code,
+    transfer_status,
+)
 from lvgateway.calls.records import CallRecord, CallState, StepState
 from lvgateway.calls.termcodes import TermCodeError, TermCodes
 from lvgateway.config.model import WrapupConfig
@@ -160,6 +178,11 @@ class WrapupPipeline:
         self._idle: list[Deferred[None]] = []
         self._listeners: list[StepListener] = []
         self._stopping = False
+        self._transfer_watches: dict[str, list[Deferred[TransferStatus]]] = {}
+        #: A transfer's post LiveVox refused or did not answer, by call.
+        self._transfer_failures: dict[str, TransferStatus] = {}
+        #: The calls whose manual conference was posted (never twice).
+        self._conferenced: set[str] = set()
 
     # -- control ------------------------------------------------------------------------
 
@@ -181,6 +204,29 @@ class WrapupPipeline:
         self._transfer_timers[call_id] = self._clock.callLater(
             self._config.transfer_timeout, self._transfer_timed_out, call_id
         )
+
+    def watch_transfer(self, call_id: str) -> Deferred[TransferStatus]:
+        """Return a Deferred that fires with how the call's transfer went, just before its LiveVox leg is ended.
+
+        It fires once: with 200 when every post was answered 2xx, with the
+        first refusal mapped (:func:`~lvgateway.calls.outcome.transfer_status`)
+        otherwise, with 408 when ``transfer_timeout`` ran out first.
+        """
+        d: Deferred[TransferStatus] = Deferred()
+        self._transfer_watches.setdefault(call_id, []).append(d)
+        return d
+
+    def _note_transfer_failure(self, call_id: str, status: int | None) -> None:
+        self._transfer_failures.setdefault(call_id, transfer_status(status))
+
+    def _settle_transfer(self, call_id: str, fallback: TransferStatus) -> None:
+        """Fire the call's transfer watches: with the first failure noted, else ``fallback``."""
+        status = self._transfer_failures.pop(call_id, fallback)
+        for d in self._transfer_watches.pop(call_id, []):
+            try:
+                d.callback(status)
+            except Exception:
+                log.failure("call {call_id}: reporting the transfer failed", call_id=call_id)
 
     def poke(self) -> None:
         """Retry every waiting wrap-up now instead of at the end of its backoff (for the drain)."""
@@ -310,12 +356,53 @@ class WrapupPipeline:
         record = await self._step_aia(record)
         record = await self._step_contact(record)
         transfer = record.transfer
+        d = record.disposition
+        number = d.transfer_number if transfer and d is not None else None
+        conference_first = self._config.conference_order == "conference_then_term_code"
+        if number and conference_first:
+            await self._conference(record, number)
         if transfer and self._config.transfer_order == "end_then_term_code":
-            self._hang_up(record.call_id, "transfer")
+            self._hang_up(record.call_id, "transfer", transfer_status(200))
         record = await self._step_term_code(record)
+        if number and not conference_first:
+            await self._conference(record, number)
         if transfer:
-            self._hang_up(record.call_id, "transfer")
+            self._hang_up(record.call_id, "transfer", transfer_status(200))
         await self._finish(record)
+
+    async def _conference(self, record: CallRecord, number: str) -> None:
+        """Post LiveVox's manual conference to ``number``, once; a failure is noted, not raised."""
+        call_id = record.call_id
+        if call_id in self._conferenced:
+            return
+        session = await self._session(record, "conference")
+        self._conferenced.add(call_id)
+        self._notify(call_id, "conference", "sent")
+        try:
+            await self._api.manual_conference(session, number)
+        except CancelledError:
+            raise
+        except SessionExpiredError as e:
+            # Refused before it was applied: log in again and post it then.
+            self._conferenced.discard(call_id)
+            self._pool.session_expired(record.agent, session)
+            raise _RetryError("conference", e, expired=True) from e
+        except Exception as e:
+            status = e.status if isinstance(e, LiveVoxError) else None
+            self._note_transfer_failure(call_id, status)
+            self._notify(call_id, "conference", "failed")
+            log.error(
+                "call {call_id}: LiveVox's manual conference to {number} failed ({error});"
+                " the term code goes on",
+                call_id=call_id,
+                number=number,
+                error=str(e),
+            )
+            return
+        self._notify(call_id, "conference", "done")
+        log.info(
+            "call {call_id}: conferenced to {number} at LiveVox", call_id=call_id, number=number
+        )
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -586,6 +673,8 @@ class WrapupPipeline:
                 return await self._closed_at_livevox(sighting, True)
             await self._book.update(call_id, term_code=StepState.FAILED)
             self._counted(call_id, "term_code", "failed")
+            if record.transfer:
+                self._note_transfer_failure(call_id, failure.status)
             raise _DeadError("term_code", f"LiveVox refused the term code: {failure}") from e
         log.info(
             "call {call_id}: term code {term_code} ({term_code_id}) saved for {agent},"
@@ -654,13 +743,17 @@ class WrapupPipeline:
                 call_id=call_id,
                 timeout=self._config.transfer_timeout,
             )
-            self._hang_up(call_id, "transfer")
+            self._hang_up(call_id, "transfer", transfer_status(None))
 
-    def _hang_up(self, call_id: str, reason: str) -> None:
-        """End the LiveVox leg of a transfer, once (the step is recorded, the BYE not awaited)."""
+    def _hang_up(self, call_id: str, reason: str, status: TransferStatus) -> None:
+        """End the LiveVox leg of a transfer, once (the step is recorded, the BYE not awaited).
+
+        The transfer's watches hear ``status`` (or the failure noted) first.
+        """
         record = self._book.get(call_id)
         if record is None or record.hangup is not StepState.PENDING:
             return
+        self._settle_transfer(call_id, status)
         timer = self._transfer_timers.pop(call_id, None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -714,6 +807,7 @@ class WrapupPipeline:
         # The agent is free at LiveVox now: tell the pool before the commit, so
         # that LiveVox's next call for it is not refused meanwhile. A crash
         # before the commit finds the term code sent, and checks it.
+        self._conferenced.discard(call_id)
         self._pool.wrapup_done(record.agent, call_id, moved)
         self._notify(call_id, "wrapup", "done")
         await saved
@@ -726,6 +820,8 @@ class WrapupPipeline:
             last_error=reason,
         )
         self._metrics.dead_lettered.inc()
+        self._settle_transfer(call_id, transfer_status(None))
+        self._conferenced.discard(call_id)
         log.error(
             "call {call_id}: wrap-up is a dead letter ({reason}); agent {agent} is kept out of"
             " service until an operator re-drives or dismisses it (term code {term_code})",

@@ -14,7 +14,13 @@ What this class adds:
   decides once what it means (:mod:`lvgateway.calls.outcome`); this class
   carries out what each leg is told;
 - the agent's :class:`~lvgateway.agents.interfaces.Reservation` is released
-  once the call is over on the SIP side, never before its record is settled.
+  once the call is over on the SIP side, never before its record is settled;
+- a vendor REFER's dispositions come from every source a vendor may use
+  (:func:`~lvgateway.calls.disposition.disposition_from_request`), and its
+  final NOTIFY carries the transfer's status at LiveVox;
+- a vendor's 3xx is followed only toward a configured endpoint; any other
+  redirect is a failure of that endpoint (failover, else 503 to LiveVox),
+  never relayed to LiveVox.
 """
 
 from __future__ import annotations
@@ -23,14 +29,28 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sippy.CCEvents import CCEventConnect, CCEventDisconnect, CCEventFail, CCEventRing, CCEventTry
+from sippy.CCEvents import (
+    CCEventConnect,
+    CCEventDisconnect,
+    CCEventFail,
+    CCEventRedirect,
+    CCEventRing,
+    CCEventTry,
+)
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from lvgateway.agents.interfaces import Reservation
-from lvgateway.calls.disposition import disposition_from_headers
+from lvgateway.calls.disposition import disposition_from_request
 from lvgateway.calls.interfaces import ICalls
-from lvgateway.calls.outcome import CallEvent, EventKind, LegAction, Outcome
+from lvgateway.calls.outcome import (
+    CallEvent,
+    Ending,
+    EventKind,
+    LegAction,
+    Outcome,
+    TransferStatus,
+)
 from lvgateway.calls.records import InviteFacts
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.interfaces import IMediaSession
@@ -117,6 +137,9 @@ class BridgedCall:
         self.ua_o: GatewayUA | None = None
         self._try_event: Any = None
         self._remaining: list[ResolvedEndpoint] = []
+        self._all_endpoints: list[ResolvedEndpoint] = []
+        self._redirects = 0
+        self._transfer_pending = False
         self._timers: dict[str, IDelayedCall] = {}
         self._accepting = True  # the record is being written
         self._early_end: CallEvent | None = None  # what ended it meanwhile
@@ -222,6 +245,7 @@ class BridgedCall:
 
     def _dial_first(self, endpoints: list[ResolvedEndpoint]) -> None:
         self._remaining = list(endpoints)
+        self._all_endpoints = list(endpoints)
         self._dial_next()
 
     def _dial_next(self) -> None:
@@ -319,6 +343,8 @@ class BridgedCall:
         elif rejected(event):
             if self.phase is CallPhase.CONNECTED:
                 self.ua_a.recvEvent(event)  # LiveVox's re-INVITE: the vendor's refusal goes back
+        elif isinstance(event, CCEventRedirect):
+            self._vendor_redirected(event)
         elif isinstance(event, CCEventFail):
             self._vendor_failed(event)
         elif isinstance(event, CCEventDisconnect):
@@ -368,17 +394,78 @@ class BridgedCall:
             return
         self._report(CallEvent(EventKind.SETUP_FAILED, code=code, text=phrase))
 
+    def _vendor_redirected(self, event: Any) -> None:
+        """The vendor answered 3xx: follow it only to a configured endpoint, else fail over (never to LiveVox)."""
+        code, phrase = event.getData()[:2]
+        targets = event.getData()[3] if len(event.getData()) > 3 else ()
+        self._vendor_down = True
+        if self.phase is not CallPhase.DIALLING:
+            return
+        self._redirects += 1
+        for target in targets or ():
+            url = getattr(target, "url", target)  # Sippy gives SipAddress objects
+            host, port = str(url.host).lower(), int(url.port or 5060)
+            for endpoint in self._all_endpoints:
+                configured = _uri_host(endpoint.uri)
+                if port == endpoint.port and host in (endpoint.address, configured):
+                    if self._redirects > len(self._all_endpoints):
+                        break  # a redirect loop among configured endpoints
+                    log.info(
+                        "call {call_id}: the vendor redirected {code} to {uri}, a configured"
+                        " endpoint: following it",
+                        call_id=self.call_id,
+                        code=code,
+                        uri=endpoint.uri,
+                    )
+                    self._remaining.insert(0, endpoint)
+                    self._dial_next()
+                    return
+        log.warn(
+            "call {call_id}: the vendor redirected {code} {phrase} to {targets}, not a configured"
+            " endpoint: treated as a failure of that endpoint",
+            call_id=self.call_id,
+            code=code,
+            phrase=phrase,
+            targets=", ".join(str(t) for t in targets or ()),
+        )
+        if self._remaining:
+            self._dial_next()
+            return
+        self._report(CallEvent(EventKind.SETUP_FAILED, code=503, text="Service Unavailable"))
+
+    def _disposition(self, headers: list[tuple[str, str]] | None) -> Any:
+        if not headers:
+            return None
+        return disposition_from_request(headers, self.call_id, self._vendor.refer_targets)
+
     def _vendor_hung_up(self, event: Any) -> None:
         """The vendor sent BYE (or its leg dropped): report it with the disposition it carried."""
         self._vendor_down = True
         headers = self.ua_o.bye_headers if self.ua_o is not None else None
-        disposition = disposition_from_headers(headers) if headers else None
-        self._report(CallEvent(EventKind.VENDOR_HANGUP, disposition))
+        self._report(CallEvent(EventKind.VENDOR_HANGUP, self._disposition(headers)))
 
     def _vendor_referred(self, headers: list[tuple[str, str]]) -> None:
-        """The vendor sent REFER: a transfer to a human. The customer stays on the line."""
+        """The vendor sent REFER: a transfer to a human. The customer stays on the line.
+
+        Its final NOTIFY waits for the transfer's posts at LiveVox; a REFER
+        that starts no transfer (the call is ending otherwise) is declined
+        there, unless a transfer is already under way, whose status it shares.
+        """
         log.info("call {call_id}: the vendor asked for a transfer (REFER)", call_id=self.call_id)
-        self._report(CallEvent(EventKind.VENDOR_REFER, disposition_from_headers(headers)))
+        ending = self._end(CallEvent(EventKind.VENDOR_REFER, self._disposition(headers)))
+        if ending.transferred is None and not self._transfer_pending and self.ua_o is not None:
+            self.ua_o.refer_done(603, "Decline")
+
+    def _transfer_settled(self, status: TransferStatus) -> None:
+        """The transfer's posts are made (or given up): the REFER's final NOTIFY, before any BYE."""
+        self._transfer_pending = False
+        log.info(
+            "call {call_id}: transfer at LiveVox: {status}",
+            call_id=self.call_id,
+            status=status.sipfrag,
+        )
+        if self.ua_o is not None and not self._vendor_down:
+            self.ua_o.refer_done(status.code, status.phrase)
 
     # -- ending -----------------------------------------------------------
 
@@ -487,7 +574,19 @@ class BridgedCall:
 
     def _report(self, event: CallEvent) -> Outcome:
         """Tell the call store what happened and carry out its decision."""
+        return self._end(event).outcome
+
+    def _end(self, event: CallEvent) -> Ending:
+        """:meth:`_report`, returning the store's whole answer."""
         ending = self._calls.end(self.call_id, event)
+        if ending.transferred is not None:
+            self._transfer_pending = True
+            ending.transferred.addCallback(self._transfer_settled)
+            ending.transferred.addErrback(
+                lambda f: log.failure(
+                    "call {call_id}: reporting the transfer failed", f, call_id=self.call_id
+                )
+            )
         ending.recorded.addErrback(
             lambda f: log.failure(
                 "call {call_id}: recording its {event} failed",
@@ -520,7 +619,7 @@ class BridgedCall:
             else:
                 self._hang_up_livevox_now(outcome.cause, outcome.text)
         self._maybe_finished()
-        return outcome
+        return ending
 
     def _note_dialogs(self) -> None:
         """Give the call store each leg's dialog, so a restart can end the legs with BYE (:mod:`lvgateway.sip.orphans`)."""
@@ -592,3 +691,13 @@ class BridgedCall:
         timer = self._timers.pop(name, None)
         if timer is not None and timer.active():
             timer.cancel()
+
+
+def _uri_host(uri: str) -> str:
+    """The host of a configured ``sip:user@host:port`` URI, lower case."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.rsplit("@", 1)[-1]
+    rest = rest.split(";", 1)[0]
+    if rest.startswith("["):
+        return rest[1 : rest.find("]")].lower()
+    return rest.split(":", 1)[0].lower()

@@ -9,7 +9,12 @@ pitfalls 5, 7 and 8):
 - a ``BYE`` keeps only its ``Reason``: here its headers are kept, for the
   vendor's disposition;
 - a ``REFER`` becomes a BYE with ``Also`` towards the other leg, a hang-up on
-  the customer: here it is answered 202 and handed to the call instead.
+  the customer: here it is answered 202 and handed to the call instead, and
+  its implicit subscription (RFC 3515, RFC 7647) gets a NOTIFY with
+  ``SIP/2.0 100 Trying`` at once and the transfer's final status when the
+  call knows it (:meth:`GatewayUA.refer_done`); ``Refer-Sub: false``
+  (RFC 4488) means no NOTIFY at all, and a REFER without exactly one
+  ``Refer-To`` gets 400.
 
 And, as RFC 3261 requires of a UAS: an in-dialog method Sippy's states leave
 unanswered (NOTIFY, MESSAGE, PRACK, SUBSCRIBE...) gets 405 with ``Allow``,
@@ -22,9 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sippy.MsgBody import MsgBody
 from sippy.SipAddress import SipAddress
 from sippy.SipConf import SipConf
 from sippy.SipContact import SipContact
+from sippy.SipHeader import hf_types as _sippy_hf_types
 from sippy.SipURL import SipURL
 from sippy.UA import UA
 from twisted.internet.defer import Deferred
@@ -39,11 +46,23 @@ __all__ = ["GatewayUA"]
 
 log = Logger()
 
+# Sippy parses Refer-To as a SIP address and answers a REFER whose Refer-To is
+# a tel: URI, or carries embedded headers it cannot parse, with "400 Bad Request
+# (malformed Refer-To header)" before any callback runs. The gateway reads
+# Refer-To itself (lvgateway.calls.disposition.parse_refer_to): keep it as text.
+for _name in ("refer-to", "r"):
+    _sippy_hf_types.pop(_name, None)
+
 #: The in-dialog methods the gateway answers or relays; others get 405 with these.
 ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER")
 
 #: ``on_refer(headers)``: the REFER's headers, once it is answered 202.
 ReferHandler = Callable[[list[tuple[str, str]]], None]
+
+#: The NOTIFY body's type for a REFER's progress (RFC 3515 section 2.4.5).
+SIPFRAG = "message/sipfrag;version=2.0"
+#: How long the REFER's implicit subscription is said to last while the transfer runs.
+REFER_EXPIRES = 60
 
 
 class GatewayUA(UA):  # type: ignore[misc]
@@ -104,6 +123,12 @@ class GatewayUA(UA):  # type: ignore[misc]
         self.bodyless_in = False
         self.bodyless_out = False
         self.pending_terms: SessionTerms | None = None
+        self._clock = clock
+        #: The ``Event: refer;id=`` of each REFER whose final NOTIFY is still due.
+        self.refer_subscriptions: list[str] = []
+        #: Every NOTIFY sent for a REFER: ``(event id, status line, final)``.
+        self.refer_notifies: list[tuple[str, str, bool]] = []
+        self._notify_queue: list[tuple[str, int, str, bool]] = []
 
     # -- session timers (RFC 4028; Sippy has none) ---------------------------
 
@@ -213,6 +238,13 @@ class GatewayUA(UA):  # type: ignore[misc]
         method = resp.getHFBody("cseq").getCSeq()[1]
         if initial and method == "INVITE" and 200 <= code < 300:
             self.session_answered(resp)
+        if method == "INVITE" and code >= 300:
+            # Sippy's transaction layer sends the ACK of a non-2xx final response
+            # to its Contact (and Record-Route): a 302 would send the ACK to the
+            # redirect target. RFC 3261 section 17.1.1.3: it goes where the
+            # INVITE went. The call has read the Contact already.
+            resp.delHFs("contact")
+            resp.delHFs("record-route")
         return result
 
     def ping(self, clock: Any, timeout: float) -> Deferred[bool]:
@@ -294,9 +326,96 @@ class GatewayUA(UA):  # type: ignore[misc]
         if self.on_refer is None:
             return (req.genResponse(603, "Decline", server=self.local_ua), None, None)
         headers = request_headers(req)
+        refer_to = [v for n, v in headers if n.lower() in ("refer-to", "r")]
+        if len(refer_to) != 1:
+            # RFC 3515 section 2.4.1: exactly one Refer-To.
+            log.warn(
+                "call {call_id}: REFER with {count} Refer-To headers refused 400",
+                call_id=self.call_id,
+                count=len(refer_to),
+            )
+            return (req.genResponse(400, "Bad Request", server=self.local_ua), None, None)
+        subscribed = all(
+            v.strip().lower() != "false" for n, v in headers if n.lower() == "refer-sub"
+        )
         resp = req.genResponse(202, "Accepted", server=self.local_ua)
+        if subscribed:
+            event_id = str(req.getHFBody("cseq").getCSeq()[0])
+            self.refer_subscriptions.append(event_id)
+            self._queue_notify(event_id, 100, "Trying", final=False)
+        else:
+            # RFC 4488: no implicit subscription, and the 2xx says so.
+            resp.appendHeader(cased("Refer-Sub", "false"))
         try:
             self.on_refer(headers)
         except Exception:
             log.failure("call {call_id}: handling the vendor's REFER failed", call_id=self.call_id)
         return (resp, None, None)
+
+    # -- REFER's implicit subscription (RFC 3515, RFC 7647) ------------------------
+
+    def refer_done(self, code: int, phrase: str) -> None:
+        """Tell the REFER's sender how the transfer went: the final NOTIFY of each REFER still open.
+
+        :param code: the status line's code (``200`` for a transfer LiveVox took).
+        :param phrase: its reason phrase.
+        """
+        pending, self.refer_subscriptions = self.refer_subscriptions, []
+        for event_id in pending:
+            self._queue_notify(event_id, code, phrase, final=True, now=True)
+
+    def _queue_notify(
+        self, event_id: str, code: int, phrase: str, final: bool, now: bool = False
+    ) -> None:
+        """Send a NOTIFY now, or after the request being handled is answered; always in order.
+
+        A final NOTIFY goes at once (a BYE may follow it in the same turn)
+        unless an earlier one is still waiting, which it then follows.
+        """
+        self._notify_queue.append((event_id, code, phrase, final))
+        if len(self._notify_queue) > 1:
+            return  # a flush is already scheduled
+        if self._clock is None or now:
+            self._flush_notifies()
+        else:
+            self._clock.callLater(0, self._flush_notifies)
+
+    def _flush_notifies(self) -> None:
+        queue, self._notify_queue = self._notify_queue, []
+        for event_id, code, phrase, final in queue:
+            self._send_notify(event_id, code, phrase, final)
+
+    def _send_notify(self, event_id: str, code: int, phrase: str, final: bool) -> None:
+        if getattr(self.state, "sname", None) in ("Disconnected", "Failed", "Dead", None):
+            log.info(
+                "call {call_id}: the REFER's NOTIFY ({code}) not sent: the dialog has ended",
+                call_id=self.call_id,
+                code=code,
+            )
+            return
+        status = f"SIP/2.0 {code} {phrase}"
+        state = "terminated;reason=noresource" if final else f"active;expires={REFER_EXPIRES}"
+        body = MsgBody(status + "\r\n", mtype=SIPFRAG)
+        eh = (cased("Event", f"refer;id={event_id}"), cased("Subscription-State", state))
+        # The vendor leg's INVITE headers (context, session timer) are not the NOTIFY's.
+        saved = getattr(self, "extra_headers", None)
+        setattr(self, "extra_headers", None)  # noqa: B010 (Sippy's attribute, untyped)
+        try:
+            req = self.genRequest("NOTIFY", body, extra_headers=eh)
+        finally:
+            setattr(self, "extra_headers", saved)  # noqa: B010
+        self.refer_notifies.append((event_id, status, final))
+        log.info(
+            "call {call_id}: NOTIFY for the REFER: {status}", call_id=self.call_id, status=status
+        )
+
+        def answered(resp: Any) -> None:
+            answer = resp.getSCode()[0]
+            if answer >= 300:
+                log.warn(
+                    "call {call_id}: the vendor answered the REFER's NOTIFY {code}",
+                    call_id=self.call_id,
+                    code=answer,
+                )
+
+        self.newTransaction(req, resp_cb=answered)
