@@ -9,6 +9,7 @@ Usage::
     status                      readiness, agent counts, live calls, wrap-ups, dead letters
     ready|not-ready|log-out AGENT
     redrive|dismiss CALL
+    hep [on|off]                HEP capture of SIP: its status, or switch it
 
 It prints readable tables, or the control API's JSON with ``--json``. The token
 comes from a file or an environment variable (``LVGW_CONTROL_TOKEN`` by
@@ -75,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(action, help=f"{action} an agent").add_argument("agent")
     for action in CALL_ACTIONS:
         commands.add_parser(action, help=f"{action} a dead letter").add_argument("call")
+    commands.add_parser("hep", help="HEP capture of SIP: status, or switch on/off").add_argument(
+        "switch", nargs="?", choices=("on", "off")
+    )
     return parser
 
 
@@ -221,6 +225,26 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             settled = "done" if code == 200 else "accepted, still settling"
             out.write(f"{command} {args.agent}: {settled}\n")
             out.write(_agents_table([body["agent"]], now))
+    elif command == "hep":
+        if args.switch:
+            _, body = _request(args, "POST", f"/hep/{args.switch}", token)
+        else:
+            _, body = _request(args, "GET", "/hep", token)
+        if args.json:
+            out.write(json.dumps(body, indent=2))
+        else:
+            out.write(
+                table(
+                    [
+                        ("capture", "on" if body["enabled"] else "off"),
+                        ("collector", body["address"]),
+                        ("capture id", body["capture_id"]),
+                        ("sent", body["sent"]),
+                        ("lost", body["errors"]),
+                    ],
+                    ("WHAT", "VALUE"),
+                )
+            )
     else:
         call = urllib.parse.quote(args.call, safe="")
         _, body = _request(args, "POST", f"/calls/{call}/{command}", token)

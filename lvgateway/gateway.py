@@ -26,6 +26,7 @@ from lvgateway.config import GatewayConfig
 from lvgateway.control.agents_api import AgentsResource
 from lvgateway.control.calls_admin import CallsAdmin
 from lvgateway.control.calls_api import VendorCalls
+from lvgateway.control.hep_api import HepResource
 from lvgateway.control.internal import control_service
 from lvgateway.control.manhole import manhole_service
 from lvgateway.control.status_page import StatusPage, StatusSources
@@ -188,6 +189,9 @@ def build_gateway(
     add("media", MediaRelayService(media))
     sip = SipService(reactor, config, agents, calls, media, registry, drain, readiness)
     calls.set_legs(sip.router)
+    control.routes.add_route("hep", HepResource(sip.hep))
+    # The manhole's switch: hep.on(), hep.off(), hep.status().
+    namespace["hep"] = sip.hep
     # SIP before calls: the stack listens (bound in its startService) before
     # the store recovers and ends the legs a crash left up (lvgateway.sip.orphans).
     add("sip", sip)

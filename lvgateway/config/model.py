@@ -329,7 +329,9 @@ class WrapupConfig:
     stranded_term_code: str | None = attrs.field(default=None, kw_only=True)
     transfer_order: TransferOrder
     transfer_timeout: float
-    conference_order: ConferenceOrder = attrs.field(default="conference_then_term_code", kw_only=True)
+    conference_order: ConferenceOrder = attrs.field(
+        default="conference_then_term_code", kw_only=True
+    )
     create_missing_contacts: bool
     max_age: float
     retention: float
@@ -382,6 +384,22 @@ class ManholeConfig:
 
     listen: str
     password_file: str
+
+
+@attrs.frozen
+class HepConfig:
+    """HEP v3 capture of every SIP message to a Homer/heplify collector.
+
+    :param address: the collector's ``(ip, port)``, UDP.
+    :param capture_id: this gateway's capture agent id.
+    :param enabled: whether capture is on at start (switched at run time too).
+    :param auth_key: the collector's password (``auth_key_file`` or ``auth_key_env``), or ``None``.
+    """
+
+    address: tuple[str, int] = ("127.0.0.1", 9060)
+    capture_id: int = 2001
+    enabled: bool = False
+    auth_key: Secret | None = None
 
 
 @attrs.frozen
@@ -449,6 +467,8 @@ class GatewayConfig:
     control_token: Secret | None = None
     #: Show callers' numbers in full on the status page (``[control] show_numbers``).
     control_show_numbers: bool = False
+    #: HEP capture (``[hep]``): off, to 127.0.0.1:9060, unless configured.
+    hep: HepConfig = HepConfig()
 
     def secrets(self) -> list[tuple[str, Secret]]:
         """Return every secret with the key path it came from, for the summary and tests."""
@@ -467,6 +487,8 @@ class GatewayConfig:
             found.append(("vendor_api.token", self.vendor_api.token))
         if self.control_token is not None:
             found.append(("control.token", self.control_token))
+        if self.hep.auth_key is not None:
+            found.append(("hep.auth_key", self.hep.auth_key))
         return found
 
 

@@ -28,6 +28,7 @@ from lvgateway.config.model import (
     ChildProcessConfig,
     GatewayConfig,
     GatewayIdentity,
+    HepConfig,
     IPNetwork,
     LiveVoxConfig,
     LiveVoxUser,
@@ -110,6 +111,7 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         child_processes=tuple(_child(t) for t in root.tables("child_processes")),
         control_token=control_token,
         control_show_numbers=control_show_numbers,
+        hep=_hep(root),
     )
     if not agents and not root.problems.found:
         root.problems.add(
@@ -617,6 +619,39 @@ def _manhole(root: Table) -> ManholeConfig | None:
     manhole = ManholeConfig(listen=listen, password_file=password_file)
     t.finish()
     return manhole
+
+
+def _hep_address(text: str) -> tuple[str, int]:
+    """``(ip, port)`` from ``127.0.0.1:9060`` or ``[::1]:9060``; raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError("no port")
+    ip = ipaddress.ip_address(host.strip("[]"))
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} out of range")
+    return str(ip), number
+
+
+def _hep(root: Table) -> HepConfig:
+    t = _section(root, "hep")
+    text = t.string("address", "127.0.0.1:9060")
+    address = ("127.0.0.1", 9060)
+    if isinstance(text, str):
+        try:
+            address = _hep_address(text)
+        except ValueError as e:
+            t.problems.add(
+                t.key("address"), f"found {text!r}, expected IP:PORT such as '127.0.0.1:9060' ({e})"
+            )
+    hep = HepConfig(
+        address=address,
+        capture_id=t.integer("capture_id", 2001, low=0, high=0xFFFFFFFF),
+        enabled=bool(t.boolean("enabled", False)),
+        auth_key=t.secret("auth_key", required=False),
+    )
+    t.finish()
+    return hep
 
 
 def _child(t: Table) -> ChildProcessConfig:

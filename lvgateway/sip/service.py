@@ -17,6 +17,7 @@ from lvgateway.drain import DrainPhase, OrderedDrain
 from lvgateway.health import Readiness
 from lvgateway.media.interfaces import IMediaRelay
 from lvgateway.sip.health import VendorHealth
+from lvgateway.sip.hep import HepCapture
 from lvgateway.sip.metrics import SipMetrics
 from lvgateway.sip.routing import CallRouter
 from lvgateway.sip.stack import SipStack
@@ -63,6 +64,15 @@ class SipService(Service):
             config.sip.allowed_networks, reactor, on_drop=lambda host: self.metrics.dropped.inc()
         )
         user_agent = f"lvgateway ({config.gateway.name})"
+        #: HEP capture of every SIP message, switched at run time (``[hep]``).
+        self.hep = HepCapture(
+            reactor,
+            config.hep.address,
+            config.hep.capture_id,
+            enabled=config.hep.enabled,
+            auth_key=config.hep.auth_key,
+            correlate=self._correlate,
+        )
         self.stack = SipStack(
             reactor,
             config.sip.listen_host,
@@ -72,6 +82,7 @@ class SipService(Service):
             user_agent=user_agent,
             advertised_host=config.sip.advertised_host,
             metrics=self.metrics,
+            capture=self.hep,
         )
         self.health = VendorHealth(
             reactor,
@@ -93,6 +104,7 @@ class SipService(Service):
             ),
         )
         self.health.on_unavailable = self.router.vendor_unavailable
+        self.router.vendor_setup_failed = self.health.call_failed
         self.router.unready = self._unready_but_sip
         self.router.session_min_se = config.sip.session_min_se
         drain.register("refuse new calls (503)", DrainPhase.REFUSE_CALLS, self._refuse_calls, 1.0)
@@ -105,6 +117,21 @@ class SipService(Service):
         drain.register("stop SIP", DrainPhase.STOP_SIP, self._stop_sip, 5.0)
         readiness.add_check("sip", self._not_listening)
         readiness.add_check("vendor", self.health.unavailable)
+
+    def _correlate(self, sip_call_id: str) -> str | None:
+        """The gateway's call id of the accepted live call with this SIP Call-ID on either leg.
+
+        The LiveVox leg's Call-ID is the INVITE's; the vendor leg's is the one
+        Sippy made for its current UA (the capture remembers earlier ones).
+        """
+        for call in self.router.live:
+            if call.call_id is None:
+                continue
+            vendor = getattr(call.ua_o, "cId", None)
+            leg_ids = (call.call_id, call.facts.sip_call_id, str(vendor) if vendor else None)
+            if sip_call_id in leg_ids:
+                return call.call_id
+        return None
 
     def _unready_but_sip(self) -> str | None:
         """What OPTIONS reports: /readyz's failing checks, less SIP's own (it is answering)."""

@@ -19,6 +19,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from lvgateway.sip.guard import MessageGuard
+from lvgateway.sip.hep import HepCapture
 from lvgateway.sip.metrics import SipMetrics
 from lvgateway.sip.sippy_reactor import SippyOnReactor
 from lvgateway.sip.udp import ReactorUdpServer, SourceFilter
@@ -116,6 +117,7 @@ class SipStack(Service):
     :param trace: log every SIP message at debug level.
     :param metrics: where live transactions and refused messages are counted.
     :param guard_log_interval: seconds between the guard's summary log lines.
+    :param capture: copies every message in and out as HEP, or ``None``.
     """
 
     def __init__(
@@ -130,8 +132,10 @@ class SipStack(Service):
         trace: bool = False,
         metrics: SipMetrics | None = None,
         guard_log_interval: float = 60.0,
+        capture: HepCapture | None = None,
     ) -> None:
         self._reactor = reactor
+        self.capture = capture
         self._host = listen_host
         self._port = listen_port
         self.source_filter = source_filter
@@ -188,7 +192,12 @@ class SipStack(Service):
             "_sip_logger": SipTrace(self._trace),
         }
         server = functools.partial(
-            ReactorUdpServer, self._reactor, self.source_filter, self._advertised, guard=self.guard
+            ReactorUdpServer,
+            self._reactor,
+            self.source_filter,
+            self._advertised,
+            guard=self.guard,
+            capture=self.capture,
         )
         self.tm = _TransactionManager(self.global_config, self._handler, server)
         self.global_config["_sip_tm"] = self.tm
@@ -199,6 +208,8 @@ class SipStack(Service):
         """Stop listening; transactions in flight are abandoned."""
         Service.stopService(self)
         self.guard.stop()
+        if self.capture is not None:
+            self.capture.close()
         if self.tm is not None:
             self.tm.shutdown()
             self.tm = None

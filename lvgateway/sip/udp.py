@@ -9,7 +9,9 @@ in-dialog requests bypass the request callback, so the filter must sit here.
 A dropped datagram gets no response at all; it is counted, and logged at
 most once a minute per source address. An allowed datagram then passes the
 :class:`~lvgateway.sip.guard.MessageGuard`, which answers or drops, without a
-transaction, every message Sippy must not process.
+transaction, every message Sippy must not process. With HEP capture
+(:class:`~lvgateway.sip.hep.HepCapture`), each allowed datagram and each one
+sent is copied to the collector.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from twisted.python.failure import Failure
 
 from lvgateway.config.model import IPNetwork
 from lvgateway.sip.guard import MessageGuard
+from lvgateway.sip.hep import HepCapture
 
 __all__ = ["ReactorUdpServer", "SourceFilter"]
 
@@ -102,6 +105,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
     :param advertised_host: the address put in Via and Contact, when it is
         not the bound one; ``None`` for the bound one.
     :param guard: checks each allowed datagram before Sippy parses it.
+    :param capture: copies each allowed and each sent datagram as HEP, or ``None``.
     """
 
     transport = "udp"
@@ -114,9 +118,11 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         global_config: dict[str, Any],
         uopts: Any,
         guard: MessageGuard | None = None,
+        capture: HepCapture | None = None,
     ) -> None:
         super().__init__(uopts)
         self.guard = guard
+        self.capture = capture
         self._reactor = reactor
         self._filter = source_filter
         self._advertised = advertised_host
@@ -145,6 +151,8 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         host = addr[0]
         if not self._filter.allows(host):
             return
+        if self.capture is not None:
+            self.capture.received(data, (host, int(addr[1])), self._local())
         if self.guard is not None:
             admitted = self.guard.admit(data, (host, int(addr[1])))
             if admitted is None:
@@ -168,11 +176,20 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         d.addCallback(lambda ip: self._write(data, ip, port))
         d.addErrback(self._unresolved, host)
 
+    def _local(self) -> tuple[str, int]:
+        host, port = self.uopts.laddress
+        return (str(host).strip("[]"), int(port))
+
     def _write(self, data: bytes, host: str, port: int) -> None:
+        if self._port is None:
+            return
         try:
             self._port.write(data, (host, port))
         except OSError as e:  # ENETUNREACH and the like: the transaction retransmits
             log.warn("SIP send to {host}:{port} failed: {error}", host=host, port=port, error=e)
+            return
+        if self.capture is not None:
+            self.capture.sent_to(data, self._local(), (host, port))
 
     def _unresolved(self, failure: Failure, host: str) -> None:
         log.warn(
