@@ -117,6 +117,8 @@ class InviteFacts:
     :param call_transaction_id: LiveVox's callTransactionId, when the INVITE
         carries ``X-transaction-id`` or ``lv-transaction-id``.
     :param lv_agent_login: ``X-agent-login-id`` or ``lv-agent-login-id``, when present.
+    :param call_id: the gateway's call id, when the SIP part made it first (its
+        media logs carry it); ``None`` has the call store make one.
     """
 
     agent: str
@@ -127,6 +129,7 @@ class InviteFacts:
     call_session_id: str | None = None
     call_transaction_id: str | None = None
     lv_agent_login: str | None = None
+    call_id: str | None = None
 
     @classmethod
     def from_headers(
@@ -138,6 +141,7 @@ class InviteFacts:
         service_id: str | None = None,
         ani: str | None = None,
         sip_call_id: str | None = None,
+        call_id: str | None = None,
     ) -> InviteFacts:
         """Build the facts of an INVITE from its headers (names in any case).
 
@@ -147,6 +151,7 @@ class InviteFacts:
         :param service_id: the agent's service.
         :param ani: the caller's number.
         :param sip_call_id: the SIP Call-ID.
+        :param call_id: the gateway's call id, if already made.
         """
         h = header_lookup(headers)
         return cls(
@@ -158,6 +163,7 @@ class InviteFacts:
             call_session_id=_first(h, "session-id"),
             call_transaction_id=_first(h, "x-transaction-id", "lv-transaction-id"),
             lv_agent_login=_first(h, "x-agent-login-id", "lv-agent-login-id"),
+            call_id=call_id,
         )
 
 

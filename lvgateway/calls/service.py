@@ -324,7 +324,7 @@ class CallService(Service):
             raise CallStoreUnavailableError("the call store is not open")
         now = self._clock.seconds()
         record = CallRecord(
-            call_id=self._new_call_id(),
+            call_id=invite.call_id or self._new_call_id(),
             state=CallState.ACCEPTED,
             agent=invite.agent,
             dnis=invite.dnis,

@@ -246,7 +246,7 @@ class FakeCalls:
             return fail(self.refuse)
         now = self._now()
         record = CallRecord(
-            call_id=f"call-{next(self._ids):04d}",
+            call_id=invite.call_id or f"call-{next(self._ids):04d}",
             state=CallState.ACCEPTED,
             agent=invite.agent,
             dnis=invite.dnis,

@@ -141,7 +141,9 @@ class IMediaRelay(Interface):
         ports", or an engine's own trouble (rtp.io not answering).
         """
 
-    def new_session(call_id: str, vendor_networks: Sequence[IPNetwork] = ()) -> IMediaSession:
+    def new_session(
+        call_id: str, vendor_networks: Sequence[IPNetwork] = (), sip_call_id: str | None = None
+    ) -> IMediaSession:
         """Allocate the media of one call, before its B leg is placed.
 
         Synchronous, so the SIP part can answer the INVITE from Sippy's
@@ -153,6 +155,8 @@ class IMediaRelay(Interface):
             besides the address its SDP names: the addresses of the vendor
             endpoints the call may go to. LiveVox's allowed networks are the
             engine's, from ``sip.allowed_networks``.
+        :param sip_call_id: the SIP ``Call-ID`` of the LiveVox leg, logged
+            beside ``call_id`` as ``sip_call_id``.
         :returns: the session; the caller must :meth:`IMediaSession.release` it.
         :raises lvgateway.media.errors.MediaUnavailableError: (answer 503)
             :class:`~lvgateway.media.errors.PortsExhaustedError` when the

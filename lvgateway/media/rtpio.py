@@ -390,7 +390,10 @@ class RtpioMediaRelay:
     # -- sessions ---------------------------------------------------------
 
     def new_session(
-        self, call_id: str, vendor_networks: Sequence[IPNetwork] = ()
+        self,
+        call_id: str,
+        vendor_networks: Sequence[IPNetwork] = (),
+        sip_call_id: str | None = None,
     ) -> RtpioMediaSession:
         """See :meth:`IMediaRelay.new_session`: a Sippy ``Rtp_proxy_session``, nothing sent yet."""
         if len(self._sessions) + len(self._closing) >= self.capacity and self._state == "running":
@@ -398,6 +401,7 @@ class RtpioMediaRelay:
             log.warn(
                 "media {call_id}: no free ports in {port_min}-{port_max} ({sessions} calls hold ports)",
                 call_id=call_id,
+                sip_call_id=sip_call_id,
                 port_min=self.config.port_min,
                 port_max=self.config.port_max,
                 sessions=len(self._sessions),
@@ -420,7 +424,12 @@ class RtpioMediaRelay:
         session = RtpioMediaSession(call_id, rtpp_id, self, rtpps)
         self._sessions[session] = None
         self._metrics.sessions.set(len(self._sessions))
-        log.info("media {call_id}: rtp.io session {rtpp_id}", call_id=call_id, rtpp_id=rtpp_id)
+        log.info(
+            "media {call_id}: rtp.io session {rtpp_id}",
+            call_id=call_id,
+            sip_call_id=sip_call_id,
+            rtpp_id=rtpp_id,
+        )
         return session
 
     def _session_released(self, session: RtpioMediaSession) -> None:

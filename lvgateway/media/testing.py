@@ -204,7 +204,10 @@ class FakeMediaRelay:
         return [s for s in self.sessions if not s.released]
 
     def new_session(
-        self, call_id: str, vendor_networks: Sequence[IPNetwork] = ()
+        self,
+        call_id: str,
+        vendor_networks: Sequence[IPNetwork] = (),
+        sip_call_id: str | None = None,
     ) -> FakeMediaSession:
         """Make a session with the next ports, or raise as the switches say."""
         reason = self.online()

@@ -494,7 +494,10 @@ class TwistedMediaRelay:
         return None
 
     def new_session(
-        self, call_id: str, vendor_networks: Sequence[IPNetwork] = ()
+        self,
+        call_id: str,
+        vendor_networks: Sequence[IPNetwork] = (),
+        sip_call_id: str | None = None,
     ) -> TwistedMediaSession:
         """See :meth:`IMediaRelay.new_session`."""
         if self._state != "running":
@@ -514,14 +517,14 @@ class TwistedMediaRelay:
                 port_factory("livevox", self.livevox_networks)
             )
         except PortsExhaustedError:
-            self._refused(call_id)
+            self._refused(call_id, sip_call_id)
             raise
         try:
             vendor_pair = self._allocator.listen_pair(port_factory("vendor", vendor_networks))
         except PortsExhaustedError:
             for bound in livevox_pair:
                 self._allocator.close(bound)
-            self._refused(call_id)
+            self._refused(call_id, sip_call_id)
             raise
         session = TwistedMediaSession(call_id, self, livevox_pair, vendor_pair)
         self._sessions[session] = None
@@ -529,16 +532,18 @@ class TwistedMediaRelay:
         log.info(
             "media {call_id}: ports {livevox_port} (LiveVox-facing), {vendor_port} (vendor-facing)",
             call_id=call_id,
+            sip_call_id=sip_call_id,
             livevox_port=session.livevox_port,
             vendor_port=session.vendor_port,
         )
         return session
 
-    def _refused(self, call_id: str) -> None:
+    def _refused(self, call_id: str, sip_call_id: str | None) -> None:
         self._metrics.allocation_failures.labels(reason="ports_exhausted").inc()
         log.warn(
             "media {call_id}: no free ports in {port_min}-{port_max} ({sessions} calls hold ports)",
             call_id=call_id,
+            sip_call_id=sip_call_id,
             port_min=self._allocator.port_min,
             port_max=self.config.port_max,
             sessions=len(self._sessions),

@@ -121,6 +121,9 @@ class BridgedCall:
         self.source = source
         self._session_min_se = session_min_se
         self.call_id: str | None = None
+        #: Called with why when the vendor leg failed to set up with no
+        #: endpoint left (5xx, 408, no progress); the router sets it.
+        self.on_vendor_failure: Callable[[str], None] = lambda why: None
         #: When the vendor last answered an in-dialog OPTIONS (reactor clock).
         self._vendor_alive_at: float | None = None
         self._pinging = False
@@ -383,15 +386,24 @@ class BridgedCall:
     def _vendor_failed(self, event: Any) -> None:
         code, phrase = event.getData()[:2]
         self._vendor_down = True
-        if self.phase is CallPhase.DIALLING and (code >= 500 or code == 408) and self._remaining:
+        if self.phase is CallPhase.DIALLING and (code >= 500 or code == 408):
+            if self._remaining:
+                log.warn(
+                    "call {call_id}: the vendor endpoint answered {code} {phrase}: failing over",
+                    call_id=self.call_id,
+                    code=code,
+                    phrase=phrase,
+                )
+                self._dial_next()
+                return
             log.warn(
-                "call {call_id}: the vendor endpoint answered {code} {phrase}: failing over",
+                "call {call_id}: the vendor endpoint answered {code} {phrase};"
+                " no endpoint left: the call fails",
                 call_id=self.call_id,
                 code=code,
                 phrase=phrase,
             )
-            self._dial_next()
-            return
+            self.on_vendor_failure(f"the vendor answered {code} {phrase}")
         self._report(CallEvent(EventKind.SETUP_FAILED, code=code, text=phrase))
 
     def _vendor_redirected(self, event: Any) -> None:
@@ -532,10 +544,12 @@ class BridgedCall:
         """No provisional response from this endpoint in time: try the next one."""
         if self.phase is not CallPhase.DIALLING:
             return
+        uri = self.endpoint.uri
         log.warn(
-            "call {call_id}: no progress from {uri}: failing over",
+            "call {call_id}: no progress from {uri}: {next}",
             call_id=self.call_id,
-            uri=self.endpoint.uri,
+            uri=uri,
+            next="failing over" if self._remaining else "no endpoint left: the call fails",
         )
         abandoned = self.ua_o
         self.ua_o = None
@@ -544,6 +558,7 @@ class BridgedCall:
         if self._remaining:
             self._dial_next()
         else:
+            self.on_vendor_failure(f"no progress from {uri}")
             self._report(
                 CallEvent(EventKind.SETUP_TIMEOUT, code=408, text="vendor did not progress")
             )

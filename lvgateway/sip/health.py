@@ -8,6 +8,12 @@ answer from any endpoint resumes it. Any final response counts as an answer
 (a vendor may refuse OPTIONS with 405 and still take calls) except 408,
 which is also what Sippy reports when nothing came back; a name that does
 not resolve counts as a failure too.
+
+A call whose vendor leg failed with no endpoint left (:meth:`VendorHealth.call_failed`)
+does not wait for the next round: one round is sent at once, and if it goes
+unanswered too the pool is paused then (a failed call plus an unanswered
+probe), without waiting ``health_failures`` rounds. There is one such round
+per failed call at most, never a quicker loop.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 from sippy.SipRequest import SipRequest
 from sippy.SipURL import SipURL
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -63,6 +69,15 @@ class VendorHealth:
         self.on_unavailable: Callable[[], None] = lambda: None
         self.failed_rounds = 0
         self.paused = False
+        #: Why a call's vendor leg last failed, until a round is answered.
+        self._call_failure: str | None = None
+        #: Whether a round is out (so a failed call does not start a second).
+        self._in_round = False
+        #: How many endpoints the last round probed (0 when none resolved).
+        self._probed = 0
+        #: The probes waiting for an answer, with their give-up timers.
+        self._waiting: dict[Deferred[bool], Any] = {}
+        self._stopped = False
         #: How long a probe waits for an answer.
         self._probe_timeout = max(0.5, min(interval, 5.0))
         self._loop = LoopingCall(self._round)
@@ -71,31 +86,70 @@ class VendorHealth:
     def unavailable(self) -> str | None:
         """For readiness: ``None`` while some endpoint answers, else why not."""
         if self.paused:
-            return f"no vendor endpoint answered OPTIONS in {self.failed_rounds} rounds"
+            return self._silence()
         return None
 
     def start(self) -> None:
         """Start probing, the first round now."""
+        self._stopped = False
         self._loop.start(self._interval, now=True).addErrback(
             lambda f: log.failure("vendor health loop stopped", f)
         )
 
     def stop(self) -> None:
-        """Stop probing."""
+        """Stop probing; a round still out ends unjudged."""
+        self._stopped = True
         if self._loop.running:
             self._loop.stop()
+        for d, timer in list(self._waiting.items()):
+            if timer.active():
+                timer.cancel()
+            if not d.called:
+                d.callback(False)
+
+    def call_failed(self, why: str) -> None:
+        """A call's vendor leg failed to set up with no endpoint left: probe now.
+
+        One round goes out at once (unless one is out already); if it is
+        unanswered, the pool is paused without waiting for more rounds. An
+        answered round forgets the failure.
+
+        :param why: what failed (the vendor's answer, or no progress), for the log.
+        """
+        if self.paused or self._stopped:
+            return
+        self._call_failure = why
+        if self._in_round:
+            log.info(
+                "a call's vendor leg failed ({why}): the OPTIONS round under way decides",
+                why=why,
+            )
+            return
+        log.info("a call's vendor leg failed ({why}): probing the vendor now", why=why)
+        Deferred.fromCoroutine(self._one_round()).addErrback(
+            lambda f: log.failure("probing the vendor after a failed call failed", f)
+        )
 
     def _round(self) -> Deferred[None]:
+        if self._in_round:
+            return succeed(None)  # the round a failed call started counts as this one
         return Deferred.fromCoroutine(self._one_round())
 
     async def _one_round(self) -> None:
+        self._in_round = True
         try:
-            found = await self._endpoints.in_order()
-        except LookupError:
-            self._judge(False)  # no endpoint resolves: a failed round
-            return
-        results = await DeferredList([self._probe(e) for e in found])
-        self._judge(any(ok and answered for ok, answered in results))
+            try:
+                found = await self._endpoints.in_order()
+            except LookupError:
+                self._probed = 0
+                answered = False  # no endpoint resolves: a failed round
+            else:
+                self._probed = len(found)
+                results = await DeferredList([self._probe(e) for e in found])
+                answered = any(ok and answer for ok, answer in results)
+        finally:
+            self._in_round = False
+        self._judge(answered)
 
     def _probe(self, endpoint: ResolvedEndpoint) -> Deferred[bool]:
         """Send one OPTIONS; fire True on any final response, False on Sippy's local 408."""
@@ -124,7 +178,15 @@ class VendorHealth:
         tm.newTransaction(req, answered)
         # Sippy would report silence only after its 32 s transaction timer: give up sooner.
         timer = self._reactor.callLater(self._probe_timeout, self._silent, endpoint, d)
-        d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        self._waiting[d] = timer
+
+        def done(result: bool) -> bool:
+            self._waiting.pop(d, None)
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(done)
         return d
 
     def _silent(self, endpoint: ResolvedEndpoint, d: Deferred[bool]) -> None:
@@ -134,6 +196,8 @@ class VendorHealth:
         d.callback(False)
 
     def _judge(self, any_answered: bool) -> None:
+        if self._stopped:
+            return
         if any_answered:
             if self.paused:
                 log.info("a vendor endpoint answers again: resuming the agents")
@@ -142,16 +206,40 @@ class VendorHealth:
                     lambda f: log.failure("resuming the agents failed", f)
                 )
             self.failed_rounds = 0
+            self._call_failure = None
             return
         self.failed_rounds += 1
-        if not self.paused and self.failed_rounds >= self._failures:
+        call_failure, self._call_failure = self._call_failure, None
+        if self.paused:
+            return
+        if call_failure is not None:
             self.paused = True
             log.error(
-                "no vendor endpoint answered OPTIONS in {rounds} rounds: pausing the agents;"
+                "a call's vendor leg failed ({why}) and {silence}: pausing the agents;"
                 " new INVITEs get 503",
+                why=call_failure,
+                silence=self._silence(),
+                endpoints=self._probed,
+            )
+        elif self.failed_rounds >= self._failures:
+            self.paused = True
+            log.error(
+                "{silence} in {rounds} rounds: pausing the agents; new INVITEs get 503",
+                silence=self._silence(),
                 rounds=self.failed_rounds,
+                endpoints=self._probed,
             )
-            self._pool.pause(PAUSE_CAUSE, Refusal.VENDOR_UNAVAILABLE).addErrback(
-                lambda f: log.failure("pausing the agents failed", f)
-            )
-            self.on_unavailable()
+        else:
+            return
+        self._pool.pause(PAUSE_CAUSE, Refusal.VENDOR_UNAVAILABLE).addErrback(
+            lambda f: log.failure("pausing the agents failed", f)
+        )
+        self.on_unavailable()
+
+    def _silence(self) -> str:
+        """What the last round found, naming the real count of endpoints."""
+        if self._probed == 0:
+            return "no vendor endpoint resolves"
+        if self._probed == 1:
+            return "the vendor endpoint did not answer OPTIONS"
+        return f"none of the {self._probed} vendor endpoints answered OPTIONS"

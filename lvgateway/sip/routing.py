@@ -11,6 +11,7 @@ store's hold on the calls' legs (:class:`~lvgateway.calls.interfaces.ICallLegs`)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,6 +46,10 @@ REFUSAL_CODES: dict[Refusal, tuple[int, str]] = {
     Refusal.VENDOR_UNAVAILABLE: (503, "Service Unavailable"),
     Refusal.DRAINING: (503, "Service Unavailable"),
 }
+
+
+def _new_call_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _source(req: Any) -> tuple[str, int] | None:
@@ -88,6 +93,9 @@ class CallRouter:
     :param vendor: the vendor's configuration.
     :param endpoints: the vendor endpoints.
     :param metrics: the SIP metrics.
+    :param new_call_id: makes the gateway's call ids (uuid4 hex by default);
+        the id is made before the media session, so that every log line of
+        the call carries it.
     """
 
     def __init__(
@@ -99,6 +107,7 @@ class CallRouter:
         vendor: VendorConfig,
         endpoints: VendorEndpoints,
         metrics: SipMetrics,
+        new_call_id: Callable[[], str] = _new_call_id,
     ) -> None:
         self._reactor = reactor
         self._pool = pool
@@ -107,6 +116,10 @@ class CallRouter:
         self._vendor = vendor
         self._endpoints = endpoints
         self._metrics = metrics
+        self._new_call_id = new_call_id
+        #: Called with why when a call's vendor leg failed to set up with no
+        #: endpoint left (the SIP service points it at the vendor health).
+        self.vendor_setup_failed: Callable[[str], None] = lambda why: None
         #: Sippy's configuration, set by the SIP service once its stack runs.
         self.global_config: dict[str, Any] = {}
         #: New INVITEs and OPTIONS get 503 once this is set (the drain).
@@ -174,9 +187,11 @@ class CallRouter:
         agent = admission.user_name or ""
         reservation = admission.reservation
         headers = request_headers(req)
+        call_id = self._new_call_id()
+        sip_call_id = str(req.getHFBody("call-id"))
         try:
             media = self._media.new_session(
-                str(req.getHFBody("call-id")), self._endpoints.networks()
+                call_id, self._endpoints.networks(), sip_call_id=sip_call_id
             )
         except MediaUnavailableError as e:
             if reservation is not None:
@@ -189,7 +204,8 @@ class CallRouter:
             headers,
             service_id=admission.service_id,
             ani=from_url.username,
-            sip_call_id=str(req.getHFBody("call-id")),
+            sip_call_id=sip_call_id,
+            call_id=call_id,
         )
         call = BridgedCall(
             self._reactor,
@@ -205,10 +221,23 @@ class CallRouter:
             _source(req),
             self.session_min_se,
         )
+        call.on_vendor_failure = self._vendor_setup_failed
         self.live.add(call)
         self._metrics.active(len(self.live))
-        log.info("INVITE to {number} accepted for agent {agent}", number=number, agent=agent)
+        log.info(
+            "INVITE to {number} accepted for agent {agent} as call {call_id}",
+            number=number,
+            agent=agent,
+            call_id=call_id,
+            sip_call_id=sip_call_id,
+        )
         return call.ua_a.recvRequest(req, sip_t)
+
+    def _vendor_setup_failed(self, why: str) -> None:
+        try:
+            self.vendor_setup_failed(why)
+        except Exception:
+            log.failure("telling the vendor health of a failed call failed")
 
     def _finished(self, call: BridgedCall) -> None:
         self.live.discard(call)
