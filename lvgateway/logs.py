@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -176,11 +177,49 @@ def twistd_observer(twistd_options: Any, level: str) -> ILogObserver | None:
     return level_filtered(plain, level)
 
 
+class KeepingDailyLogFile(DailyLogFile):
+    """A :class:`DailyLogFile` that keeps only the ``keep`` newest rotated files.
+
+    Twisted's class keeps every day's file; this one deletes the oldest
+    (``name.YYYY_M_D``, compared as dates) once a rotation leaves more than
+    ``keep`` of them.
+
+    :param name: the file's name, in ``directory``.
+    :param directory: where the file and its rotated copies are.
+    :param keep: how many rotated files are kept.
+    """
+
+    def __init__(self, name: str, directory: str, keep: int) -> None:
+        self.keep = keep
+        DailyLogFile.__init__(self, name, directory)  # type: ignore[no-untyped-call]
+
+    def rotated_files(self) -> list[str]:
+        """Return the paths of the rotated files, oldest first."""
+        pattern = re.compile(re.escape(self.name) + r"\.(\d+)_(\d+)_(\d+)")
+        dated = []
+        for entry in os.listdir(self.directory):
+            match = pattern.fullmatch(entry)
+            if match:
+                day = tuple(int(part) for part in match.groups())
+                dated.append((day, os.path.join(self.directory, entry)))
+        return [path for _, path in sorted(dated)]
+
+    def rotate(self) -> None:
+        """Rotate the file, then delete rotated files beyond ``keep``, oldest first."""
+        DailyLogFile.rotate(self)  # type: ignore[no-untyped-call]
+        rotated = self.rotated_files()
+        for path in rotated[: max(0, len(rotated) - self.keep)]:
+            try:
+                os.remove(path)
+            except OSError:
+                pass  # gone already, or not ours to delete: the next rotation tries again
+
+
 def open_log_file(path: str, rotate: str, max_bytes: int, keep: int) -> LogFile:
     """Open ``path`` for appending, rotated by ``size`` or ``daily``, keeping ``keep`` old files."""
     directory, name = os.path.split(os.path.abspath(path))
     if rotate == "daily":
-        daily = DailyLogFile(name, directory)
+        daily = KeepingDailyLogFile(name, directory, keep)
         return daily  # type: ignore[return-value]
     return LogFile(name, directory, rotateLength=max_bytes, maxRotatedFiles=keep)  # type: ignore[no-untyped-call]
 
@@ -193,7 +232,7 @@ class JsonLogService(Service):
     :param publisher: where events come from; the global publisher by default.
     :param rotate: ``"size"`` (at ``max_bytes``) or ``"daily"``.
     :param max_bytes: the size at which the file rotates, with ``rotate = "size"``.
-    :param keep: how many rotated files are kept (size rotation).
+    :param keep: how many rotated files are kept.
     :param install_signal: reopen the file on SIGHUP (after a shipper's own rotation).
     """
 

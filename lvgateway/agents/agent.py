@@ -1146,6 +1146,8 @@ class VirtualAgent:
         if new is not old:
             self.state = new
             self.since = self._ctx.clock.seconds()
+        # While the agent holds a call, its transitions concern that call: say which.
+        call = {} if self.call_id is None else {"call_id": self.call_id}
         if new is not old:
             log.info(
                 "agent {agent}: {old} -> {new}: {reason}",
@@ -1153,6 +1155,7 @@ class VirtualAgent:
                 old=old.value,
                 new=new.value,
                 reason=reason,
+                **call,
             )
             self._ctx.transitioned(self, old, new, reason)
         else:
@@ -1161,6 +1164,7 @@ class VirtualAgent:
                 agent=self.user_name,
                 state=new.value,
                 reason=reason,
+                **call,
             )
         waiters, self._change_waiters = self._change_waiters, []
         for d in waiters:

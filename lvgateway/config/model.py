@@ -410,7 +410,7 @@ class LoggingConfig:
     :param json_file: a file to write JSON lines to, or ``None``.
     :param rotate: ``"size"`` (at ``max_bytes``) or ``"daily"``.
     :param max_bytes: the JSON file rotates at this size (``rotate = "size"``).
-    :param keep: rotated JSON files kept (``rotate = "size"``).
+    :param keep: rotated JSON files kept (either rotation).
     """
 
     level: str
