@@ -21,6 +21,7 @@ afterwards is the agent pool's to decide, from the facts in
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -42,6 +43,7 @@ __all__ = [
     "call_close",
     "transfer_status",
     "decide",
+    "ended_fields",
     "phase_of",
     "requested_term_code",
 ]
@@ -231,6 +233,27 @@ def requested_term_code(
     if transfer or (disposition is not None and disposition.is_transfer):
         return config.transfer_term_code
     return config.defaults.get(end_reason, config.fallback_term_code)
+
+
+def ended_fields(outcome: Outcome, now: float) -> dict[str, Any]:
+    """Return what a call's record takes when ``outcome`` ends it and its wrap-up begins.
+
+    One place for the store, its fake and crash recovery: the record goes to
+    ``wrapup`` with the end reason, disposition and term code decided, and a
+    transfer holding the LiveVox leg has its hang-up step pending.
+    """
+    hold = outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER
+    return {
+        "state": CallState.WRAPUP,
+        "ended_at": now,
+        "end_reason": outcome.end_reason,
+        "disposition": outcome.disposition,
+        "transfer": hold,
+        "term_code_name": outcome.term_code,
+        "hangup": StepState.PENDING if hold else StepState.SKIPPED,
+        "wrapup_started_at": now,
+        "attempts": 0,
+    }
 
 
 def call_close(record: CallRecord) -> CallClose:

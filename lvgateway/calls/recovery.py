@@ -40,7 +40,7 @@ from lvgateway.agents.interfaces import IAgentPool
 from lvgateway.calls.book import CallBook
 from lvgateway.calls.interfaces import ICallLegs
 from lvgateway.calls.metrics import CallMetrics
-from lvgateway.calls.outcome import CallEvent, EventKind, decide
+from lvgateway.calls.outcome import CallEvent, EventKind, decide, ended_fields
 from lvgateway.calls.records import CallRecord, CallState, StepState
 from lvgateway.config.model import WrapupConfig
 
@@ -152,19 +152,7 @@ async def recover(
             )
             metrics.ended.labels(reason=outcome.end_reason).inc()
             writes.append(
-                book.update(
-                    record.call_id,
-                    state=CallState.WRAPUP,
-                    ended_at=now,
-                    end_reason=outcome.end_reason,
-                    disposition=outcome.disposition,
-                    term_code_name=outcome.term_code,
-                    transfer=False,
-                    hangup=StepState.SKIPPED,
-                    wrapup_started_at=now,
-                    attempts=0,
-                    dialogs={},
-                )
+                book.update(record.call_id, **ended_fields(outcome, now), dialogs={})
             )
             resume.append(record.call_id)
         elif record.state is CallState.WRAPUP:

@@ -44,7 +44,15 @@ from lvgateway.calls.errors import (
 from lvgateway.calls.ids import IdFinder, Verdict
 from lvgateway.calls.interfaces import ICallAdmin, ICallLegs, ICalls
 from lvgateway.calls.metrics import CallMetrics
-from lvgateway.calls.outcome import CallEvent, Ending, EventKind, LegAction, Outcome, decide
+from lvgateway.calls.outcome import (
+    CallEvent,
+    Ending,
+    EventKind,
+    LegAction,
+    Outcome,
+    decide,
+    ended_fields,
+)
 from lvgateway.calls.records import (
     CallRecord,
     CallState,
@@ -503,18 +511,10 @@ class CallService(Service):
         now = self._clock.seconds()
         saved = self.book.update(
             call_id,
-            state=CallState.WRAPUP,
-            ended_at=now,
-            end_reason=outcome.end_reason,
-            disposition=outcome.disposition,
+            **ended_fields(outcome, now),
             disposition_source=_SOURCES.get(event.kind, record.disposition_source)
             if event.disposition is not None
             else record.disposition_source,
-            transfer=hold,
-            term_code_name=outcome.term_code,
-            hangup=StepState.PENDING if hold else StepState.SKIPPED,
-            wrapup_started_at=now,
-            attempts=0,
         )
         self._pool.call_ended(record.agent, call_id)
         self.metrics.ended.labels(reason=outcome.end_reason).inc()

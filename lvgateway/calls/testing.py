@@ -53,8 +53,9 @@ from lvgateway.calls.outcome import (
     Outcome,
     TransferStatus,
     decide,
+    ended_fields,
 )
-from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts, StepState
+from lvgateway.calls.records import CallRecord, CallState, Disposition, InviteFacts
 from lvgateway.calls.service import CallService
 from lvgateway.calls.store import CallStore
 from lvgateway.config.model import AIA_FIELDS, AgentConfig, AiaConfig, WrapupConfig, phone_key
@@ -331,16 +332,7 @@ class FakeCalls:
                 },
             )
         )
-        record = self._update(
-            record.call_id,
-            state=CallState.WRAPUP,
-            ended_at=self._now(),
-            end_reason=outcome.end_reason,
-            disposition=outcome.disposition,
-            transfer=hold,
-            term_code_name=outcome.term_code,
-            hangup=StepState.PENDING if hold else StepState.SKIPPED,
-        )
+        record = self._update(record.call_id, **ended_fields(outcome, self._now()))
         transferred: Deferred[TransferStatus] | None = None
         if hold:
             transferred = self.transfers[record.call_id] = Deferred()
