@@ -22,7 +22,7 @@ from zope.interface import implementer
 from lvgateway.agents.interfaces import IAgentPool, Refusal
 from lvgateway.calls.interfaces import ICallLegs, ICalls
 from lvgateway.calls.outcome import CallEvent
-from lvgateway.calls.records import InviteFacts
+from lvgateway.calls.records import InviteFacts, header_lookup
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.errors import MediaUnavailableError
 from lvgateway.media.interfaces import IMediaRelay
@@ -72,14 +72,6 @@ def _max_forwards(req: Any) -> int | None:
         return int(req.getHFBody("max-forwards").getNum())
     except Exception:
         return None
-
-
-def _session_id(req: Any) -> str | None:
-    """The INVITE's ``Session-ID`` (LiveVox's callSessionId), if it has one."""
-    for name, value in request_headers(req):
-        if name.lower() == "session-id":
-            return str(value).strip() or None
-    return None
 
 
 @implementer(ICallLegs)
@@ -177,8 +169,10 @@ class CallRouter:
         if self.draining:
             return self._refuse(req, 503, "Service Unavailable", Refusal.DRAINING.value, number)
         admission = self._pool.admit(number)
+        headers = request_headers(req)
         if admission.user_name is not None:
-            self._pool.invite_seen(admission.user_name, _session_id(req))
+            session_id = header_lookup(headers).get("session-id") or None
+            self._pool.invite_seen(admission.user_name, session_id)
         if admission.refusal is not None:
             code, phrase = REFUSAL_CODES[admission.refusal]
             return self._refuse(
@@ -186,7 +180,6 @@ class CallRouter:
             )
         agent = admission.user_name or ""
         reservation = admission.reservation
-        headers = request_headers(req)
         call_id = self._new_call_id()
         sip_call_id = str(req.getHFBody("call-id"))
         try:
