@@ -184,3 +184,21 @@ async def test_session_expires_under_min_se_gets_422(gateway: SipGateway, tmp_pa
     assert result.code == 0, result
     assert gateway.calls.events == []
     assert not gateway.sip.router.live
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_with_a_new_sdp_is_relayed_and_answered_with_the_vendors_answer(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """LiveVox's UPDATE with a new offer reaches the vendor (as a re-INVITE); its answer comes back in the 200."""
+    vendor = sipp("vendor_reinvite.xml", VENDOR, port=vendor_port)
+    livevox = sipp(
+        "livevox_update_offer.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "30"},
+        hold_ms=300,
+    )
+    await all_succeed(livevox, vendor)
+    assert ended(gateway)[0]["reason"] == "caller_hangup"

@@ -57,6 +57,22 @@ class GatewayConnected(UaStateConnected):  # type: ignore[misc]
             ua.sendUasResponse(200, "OK", ua.lSDP, (ua.lContact,), extra_headers=extra)
             ua.session_refreshed(terms)
             return None
+        return self._relay_offer(req, body, terms)
+
+    def _recvRequestUpdate(self, req: Any) -> Any:
+        # Sippy leaves an in-dialog UPDATE unanswered. GatewayUA answers a
+        # refreshing one (no body, or the SDP it has) itself; one with a new
+        # SDP reaches here and is relayed like a re-INVITE (RFC 3311 section
+        # 5.2): the other leg gets a re-INVITE (one method per leg is the
+        # B2BUA's choice), and its answer or rejection becomes this UPDATE's
+        # final response. No 100 Trying: UPDATE is a non-INVITE transaction.
+        ua = self.ua
+        ua.uasResp = req.genResponse(100, "Trying", server=ua.local_ua)
+        return self._relay_offer(req, req.getBody(), ua.pending_update_terms)
+
+    def _relay_offer(self, req: Any, body: Any, terms: SessionTerms | None) -> Any:
+        """Hand the peer's new offer (or its request for one) to the other leg and wait for the answer."""
+        ua = self.ua
         ua.pending_terms = terms
         ua.prev_rsdp = ua.rSDP
         event = CCEventUpdate(body, rtime=req.rtime, origin=ua.origin)
@@ -116,7 +132,11 @@ class GatewayConnected(UaStateConnected):  # type: ignore[misc]
         return super()._recvEventUpdate(event, eh)
 
     # Sippy dispatches through these tables of functions, not by method lookup.
-    recv_request_handlers = {**UaStateConnected.recv_request_handlers, "INVITE": _recvRequestInvite}
+    recv_request_handlers = {
+        **UaStateConnected.recv_request_handlers,
+        "INVITE": _recvRequestInvite,
+        "UPDATE": _recvRequestUpdate,
+    }
     recv_event_handlers = {**UaStateConnected.recv_event_handlers, CCEventUpdate: _recvEventUpdate}
 
 

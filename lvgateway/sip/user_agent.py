@@ -5,7 +5,8 @@ pitfalls 5, 7 and 8):
 
 - an in-dialog ``UPDATE`` gets no response at all, so LiveVox's session
   refresh would be retransmitted and the call dropped: here a refreshing
-  UPDATE is answered 200 at once, echoing ``Session-Expires``, and not relayed;
+  UPDATE is answered 200 at once, echoing ``Session-Expires``, and not
+  relayed, while one with a new SDP is relayed like a re-INVITE;
 - a ``BYE`` keeps only its ``Reason``: here its headers are kept, for the
   vendor's disposition;
 - a ``REFER`` becomes a BYE with ``Also`` towards the other leg, a hang-up on
@@ -123,6 +124,8 @@ class GatewayUA(UA):  # type: ignore[misc]
         self.bodyless_in = False
         self.bodyless_out = False
         self.pending_terms: SessionTerms | None = None
+        #: The session timer a relayed UPDATE asked for (GatewayConnected reads it).
+        self.pending_update_terms: SessionTerms | None = None
         self._clock = clock
         #: The ``Event: refer;id=`` of each REFER whose final NOTIFY is still due.
         self.refer_subscriptions: list[str] = []
@@ -297,22 +300,28 @@ class GatewayUA(UA):  # type: ignore[misc]
         if method == "BYE":
             self.bye_headers = request_headers(req)
         elif method == "UPDATE" and self.state is not None:
-            return self._answer_update(req)
+            return self._answer_update(req, sip_t)
         elif method == "REFER" and self.state is not None:
             return self._answer_refer(req)
         return super().recvRequest(req, sip_t)
 
-    def _answer_update(self, req: Any) -> Any:
+    def _answer_update(self, req: Any, sip_t: Any) -> Any:
         terms = self.negotiate(req)
         if isinstance(terms, TooSmall):
             return (terms.response(req, self.local_ua), None, None)
         self.refresh_target(req)
         body = req.getBody()
         if body is not None and self.rSDP is not None and str(body) != str(self.rSDP):
-            # A real media change by UPDATE would need relaying, which Sippy
-            # cannot do: refuse it, so the peer falls back to a re-INVITE.
-            log.warn("call {call_id}: UPDATE with a new SDP refused (488)", call_id=self.call_id)
-            return (req.genResponse(488, "Not Acceptable Here", server=self.local_ua), None, None)
+            if getattr(self.state, "sname", None) != "Connected":
+                # RFC 3311 section 5.2: an offer while one of ours is pending.
+                return (req.genResponse(491, "Request Pending", server=self.local_ua), None, None)
+            # A new offer: relayed to the other leg (GatewayConnected); the
+            # final response follows its answer.
+            self.pending_update_terms = terms
+            refused = super().recvRequest(req, sip_t)  # a CSeq out of order gets 500
+            # Sippy returns None for a non-INVITE, and its transaction manager
+            # then drops the server transaction: keep it for the final response.
+            return refused if refused is not None else (None, None, None)
         resp = req.genResponse(
             200, "OK", body=self.lSDP if body is not None else None, server=self.local_ua
         )
