@@ -86,6 +86,7 @@ def test_minimal_config_loads_with_defaults(confdir: Path) -> None:
     assert config.hours.weekly[0][0].start == datetime.time(8)  # type: ignore[attr-defined]
     assert config.control_listen == "tcp:9780:interface=127.0.0.1"  # type: ignore[attr-defined]
     assert config.manhole is None  # type: ignore[attr-defined]
+    assert config.vendor.mute_on_transfer is True  # type: ignore[attr-defined]
 
 
 def test_shipped_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -144,3 +144,33 @@ def test_silent_side_rule() -> None:
         silent_side(never, now=110.0, answered_at=100.0, initial_timeout=10.0, timeout=30.0)
         == "vendor"
     )
+
+
+def _fake_session() -> Any:
+    relay = FakeMediaRelay()
+    relay.start()
+    return relay.new_session("call")
+
+
+def _real_session() -> Any:
+    from prometheus_client import CollectorRegistry
+
+    from lvgateway.media.testing import MemoryUdpReactor
+    from lvgateway.media.twisted_relay import TwistedMediaRelay
+
+    from .test_media_relay_unit import media_config
+
+    reactor = MemoryUdpReactor()
+    relay = TwistedMediaRelay(reactor, media_config(), CollectorRegistry(), monotonic=reactor.seconds)
+    relay.start()
+    return relay.new_session("call")
+
+
+@pytest.mark.parametrize("make", [_fake_session, _real_session], ids=["fake", "twisted"])
+def test_mute_is_reported_once_and_kept(make: Any) -> None:
+    """The fake and the real relay agree: ``mute`` shows in the counters, and again changes nothing."""
+    session = make()
+    assert session.counters().muted == frozenset()
+    session.mute("vendor")
+    session.mute("vendor")
+    assert session.counters().muted == frozenset({"vendor"})

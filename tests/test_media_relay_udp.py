@@ -338,3 +338,29 @@ async def test_exhaustion_skips_ports_in_use() -> None:
         assert {again.livevox_port, again.vendor_port} <= {base, base + 2, base + 4}
     finally:
         await media.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_muted_vendor_reaches_livevox_no_more_while_livevox_still_reaches_it(
+    relay: TwistedMediaRelay, endpoints: Endpoints
+) -> None:
+    """After ``mute("vendor")`` (a transfer started), the vendor's RTP stops at the relay, counted; LiveVox's still flows."""
+    session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
+    livevox, vendor = endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)
+    livevox_to, vendor_to = connect(session, livevox, vendor)
+    vendor.send(rtp(1, ssrc=2), vendor_to)
+    await wait_until(lambda: livevox.received, "the vendor's first packet")
+    session.mute("vendor")
+    session.mute("vendor")  # again: no effect
+    for seq in range(2, 12):
+        vendor.send(rtp(seq, ssrc=2), vendor_to)
+    await wait_until(lambda: session.counters().dropped["muted"] == 10, "10 muted drops")
+    livevox.send(rtp(1, ssrc=1), livevox_to)
+    await wait_until(lambda: vendor.received, "LiveVox's packet at the vendor")
+    await settle()
+    assert livevox.payloads() == [rtp(1, ssrc=2)]
+    assert vendor.payloads() == [rtp(1, ssrc=1)]
+    c = session.counters()
+    assert c.muted == frozenset({"vendor"})
+    assert c.vendor_to_livevox.packets == 1 and c.livevox_to_vendor.packets == 1
+    assert c.last_from_vendor is not None  # still heard: no media timeout for a muted bot

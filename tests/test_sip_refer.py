@@ -70,6 +70,7 @@ async def test_refer_gets_trying_then_the_final_notify_before_the_bye(
     assert call.ua_o is not None
     await wait_until(lambda: call.ua_o.refer_notifies, 5, "the 100 Trying NOTIFY")
     assert gateway.sip.router.live, "the customer's leg was hung up at the REFER"
+    assert call.media.counters().muted == {"vendor"}, "the bot still speaks to the customer"
     await transfer(gateway, TransferStatus(200, "OK"))
     await all_succeed(livevox, vendor)
     statuses = [(status, final) for _, status, final in call.ua_o.refer_notifies]

@@ -245,6 +245,8 @@ class VendorConfig:
     :param refer_targets: a REFER's ``Refer-To`` user part (lower case),
         such as ``billing`` in ``sip:billing@vendor``, mapped to the term
         code name it asks for (``[vendor.refer_targets]``).
+    :param mute_on_transfer: once a transfer to a person starts (the
+        vendor's REFER), the bot's audio no longer reaches the customer.
     """
 
     endpoints: tuple[VendorEndpoint, ...]
@@ -260,6 +262,7 @@ class VendorConfig:
     options_timeout: float = 2.0
     session_expires: int = 1800
     refer_targets: Mapping[str, str] = attrs.field(factory=dict)
+    mute_on_transfer: bool = True
 
 
 @attrs.frozen

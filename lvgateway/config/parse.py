@@ -433,6 +433,7 @@ def _vendor(root: Table) -> VendorConfig:
         options_timeout=t.number("options_timeout", 2.0, low=0.2),
         session_expires=t.integer("session_expires", 1800, low=0, high=86400),
         refer_targets={k.lower(): v for k, v in t.string_table("refer_targets").items()},
+        mute_on_transfer=t.boolean("mute_on_transfer", True),
     )
     t.finish()
     return vendor

@@ -38,12 +38,13 @@ Direction = Literal["livevox_to_vendor", "vendor_to_livevox"]
 #: networks name (a stranger, or the other side on the wrong port);
 #: ``no_destination``: the other side has no address yet, is on hold by
 #: address (``c=0.0.0.0``) or disabled its stream (port 0);
-#: ``send_error``: the kernel refused to send it.
-DropReason = Literal["unknown_source", "no_destination", "send_error"]
+#: ``send_error``: the kernel refused to send it;
+#: ``muted``: the side is muted (the bot, once a transfer to a person starts).
+DropReason = Literal["unknown_source", "no_destination", "send_error", "muted"]
 
 SIDES: tuple[MediaSide, ...] = ("livevox", "vendor")
 DIRECTIONS: tuple[Direction, ...] = ("livevox_to_vendor", "vendor_to_livevox")
-DROP_REASONS: tuple[DropReason, ...] = ("unknown_source", "no_destination", "send_error")
+DROP_REASONS: tuple[DropReason, ...] = ("unknown_source", "no_destination", "send_error", "muted")
 
 
 @attrs.frozen
@@ -81,6 +82,7 @@ class MediaCounters:
     :param livevox_port: the relay's LiveVox-facing RTP port (RTCP is the
         next one), ``None`` where the engine has not allocated it yet.
     :param vendor_port: the relay's vendor-facing RTP port.
+    :param muted: the sides whose RTP is no longer relayed (:meth:`IMediaSession.mute`).
     """
 
     livevox_to_vendor: FlowCounters = FlowCounters()
@@ -92,6 +94,7 @@ class MediaCounters:
     vendor_source: tuple[str, int] | None = None
     livevox_port: int | None = None
     vendor_port: int | None = None
+    muted: frozenset[MediaSide] = frozenset()
 
     @property
     def dropped_total(self) -> int:

@@ -107,6 +107,16 @@ class IMediaSession(Interface):
         engine's clock.
         """
 
+    def mute(side: MediaSide) -> None:
+        """Stop relaying ``side``'s RTP to the other side, for the rest of the call.
+
+        The SIP part mutes the vendor once a transfer to a person starts, so
+        the customer does not hear the bot while LiveVox moves the call.
+        Muted datagrams still count as heard from ``side`` (its media
+        timeout does not fire) and are counted as dropped with reason
+        ``muted``; RTCP still flows. Calling it again has no effect.
+        """
+
     def counters() -> MediaCounters:
         """Return a snapshot of the session's counters, also after release (the final ones)."""
 

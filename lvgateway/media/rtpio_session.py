@@ -157,6 +157,7 @@ class RtpioMediaSession:
     _from_vendor: int = attrs.field(default=0, init=False)
     _relayed: int = attrs.field(default=0, init=False)
     _dropped: int = attrs.field(default=0, init=False)
+    _mute_refused: bool = attrs.field(default=False, init=False)
     _heard_livevox: float | None = attrs.field(default=None, init=False)
     _heard_vendor: float | None = attrs.field(default=None, init=False)
     _pending: set[_SdpChange] = attrs.field(factory=set, init=False)
@@ -384,6 +385,17 @@ class RtpioMediaSession:
         if answered is None or self._released or polled is None or polled < answered:
             return None
         return silence_of(self.counters(), side, polled, answered)
+
+    def mute(self, side: MediaSide) -> None:
+        """See :meth:`IMediaSession.mute`: rtpproxy has no command to stop one direction, so this engine cannot."""
+        if not self._mute_refused:
+            self._mute_refused = True
+            log.warn(
+                "media {call_id}: rtp.io cannot mute the {side}; its audio still reaches the"
+                " other side (the Twisted relay can)",
+                call_id=self.call_id,
+                side=side,
+            )
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`: as of the last poll (RTP packets; no bytes, no RTCP)."""

@@ -89,6 +89,8 @@ class FakeMediaSession:
     pending: list[Callable[[], object]] = attrs.field(factory=list)
     answered: bool = False
     released: bool = False
+    #: The sides :meth:`mute` was asked to mute, in order, once each.
+    muted: list[MediaSide] = attrs.field(factory=list)
 
     def on_caller_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> None:
         """Rewrite LiveVox's SDP to :attr:`address` and :attr:`vendor_port`; call back at once."""
@@ -147,9 +149,14 @@ class FakeMediaSession:
             return None
         return self.silences.get(side, 0.0)
 
+    def mute(self, side: MediaSide) -> None:
+        """Record ``side`` in :attr:`muted` (once)."""
+        if side not in self.muted:
+            self.muted.append(side)
+
     def counters(self) -> MediaCounters:
-        """Return :attr:`fake_counters`."""
-        return self.fake_counters
+        """Return :attr:`fake_counters`, with the sides :meth:`mute` was asked for."""
+        return attrs.evolve(self.fake_counters, muted=frozenset(self.muted))
 
     def release(self) -> Deferred[None]:
         """Mark the session released; fires at once."""

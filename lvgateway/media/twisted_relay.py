@@ -128,6 +128,8 @@ class _RelayPort(DatagramProtocol):
         self.sdp_addr: Address | None = None
         self.sdp_host: str | None = None
         self.hold = False
+        self.muted = False
+        self.dropped_muted = 0
         self.packets = 0
         self.octets = 0
         self.dropped_source = 0
@@ -141,6 +143,9 @@ class _RelayPort(DatagramProtocol):
         if addr != self.remote and not self._admit(addr):
             return
         self.last = self.clock()
+        if self.muted:
+            self.dropped_muted += 1
+            return
         peer = self.peer
         dest = peer.dest
         if dest is None:
@@ -328,6 +333,14 @@ class TwistedMediaSession:
             return None
         return silence_of(self.counters(), side, self._relay.monotonic(), self._answered_at)
 
+    def mute(self, side: MediaSide) -> None:
+        """See :meth:`IMediaSession.mute`: the side's RTP port stops relaying."""
+        lv_rtp, _, vd_rtp, _ = self._ports()
+        port = lv_rtp if side == "livevox" else vd_rtp
+        if not port.muted:
+            port.muted = True
+            log.info("media {call_id}: {side} muted", call_id=self.call_id, side=side)
+
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`."""
         lv_rtp, lv_rtcp, vd_rtp, vd_rtcp = self._ports()
@@ -343,6 +356,7 @@ class TwistedMediaSession:
                 "unknown_source": sum(p.dropped_source for p in ports),
                 "no_destination": sum(p.dropped_nodest for p in ports),
                 "send_error": sum(p.dropped_send for p in ports),
+                "muted": sum(p.dropped_muted for p in ports),
             },
             last_from_livevox=_latest(lv_rtp.last, lv_rtcp.last),
             last_from_vendor=_latest(vd_rtp.last, vd_rtcp.last),
@@ -350,6 +364,7 @@ class TwistedMediaSession:
             vendor_source=vd_rtp.remote,
             livevox_port=self.livevox_port,
             vendor_port=self.vendor_port,
+            muted=frozenset(p.side for p in (lv_rtp, vd_rtp) if p.muted),
         )
 
     def release(self) -> Deferred[None]:

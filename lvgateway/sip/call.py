@@ -618,6 +618,9 @@ class BridgedCall:
                 self._cancel(name)
             if outcome.livevox_leg is LegAction.HOLD_FOR_TRANSFER:
                 self.phase = CallPhase.TRANSFERRING
+                if self._vendor.mute_on_transfer:
+                    # The customer waits for a person: the bot no longer speaks to them.
+                    self.media.mute("vendor")
             else:
                 self.phase = CallPhase.ENDED
             log.info(
