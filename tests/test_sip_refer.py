@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
 
 from lvgateway.calls.outcome import TransferStatus
 
@@ -147,3 +149,41 @@ async def test_vendor_redirect_to_an_unknown_host_never_reaches_livevox(
     await all_succeed(livevox, vendor)
     [(_, event)] = [r for r in gateway.calls.reports if r[1].kind.value == "setup_failed"]
     assert event.code == 503
+
+
+class _Listener(DatagramProtocol):
+    """A vendor endpoint that never answers; it keeps what reaches it."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagramReceived(self, datagram: bytes, addr: object) -> None:
+        self.datagrams.append(datagram)
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_redirect_to_a_configured_endpoint_is_followed_there(tmp_path: Path) -> None:
+    """Endpoints A, B, C: A's 302 names C, so C gets the call, B (next in failover order) never an INVITE."""
+    first, third = free_udp_port(VENDOR), free_udp_port(VENDOR)
+    silent = _Listener()
+    listening = reactor.listenUDP(0, silent, interface=VENDOR)  # type: ignore[attr-defined]
+    second = listening.getHost().port
+    gateway = start_gateway(tmp_path, [first, second, third])
+    try:
+        scenario = tmp_path / "vendor_redirect.xml"
+        scenario.write_text(
+            (SCENARIOS / "vendor_redirect.xml")
+            .read_text()
+            .replace("sip:elsewhere@127.0.0.99:5099", f"sip:bot@{VENDOR}:{third}")
+        )
+        redirecting = sipp(str(scenario), VENDOR, port=first)
+        answering = sipp("vendor_answer.xml", VENDOR, port=third)
+        livevox = sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        await all_succeed(livevox, redirecting, answering)
+        assert not [d for d in silent.datagrams if d.startswith(b"INVITE ")]
+        assert [d["reason"] for d in ended(gateway)] == ["caller_hangup"]
+    finally:
+        await listening.stopListening()
+        await gateway.stop()
