@@ -21,8 +21,8 @@ from .test_demo import CONTROL, SANDBOX, get, run_demo, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
-#: A log line of the gateway's agents or LiveVox client, with its level.
-LINE = re.compile(r"\[(lvgateway\.(?:agents|livevox)[\w.]*)#(\w+)\] (.*)")
+#: A log line of the gateway's agents, calls or LiveVox client, with its level.
+LINE = re.compile(r"\[(lvgateway\.(?:agents|livevox|calls)[\w.]*)#(\w+)\] (.*)")
 
 
 @pytest.fixture

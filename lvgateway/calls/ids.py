@@ -38,7 +38,7 @@ from lvgateway.calls.book import CallBook
 from lvgateway.calls.metrics import CallMetrics
 from lvgateway.calls.records import CallRecord
 from lvgateway.livevox.client import as_epoch_millis
-from lvgateway.livevox.errors import SessionExpiredError
+from lvgateway.livevox.errors import SessionExpiredError, in_outage
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
 from lvgateway.livevox.parsing import AgentStatus, CallDetails, LineStatus, Session
 
@@ -254,7 +254,8 @@ class IdFinder:
                 verdict = Verdict.UNKNOWN
                 continue
             except Exception as e:
-                log.warn(
+                emit = log.debug if in_outage(e) else log.warn  # the outage watch reports
+                emit(
                     "call {call_id}: agent status for {agent} failed: {error}",
                     call_id=call_id,
                     agent=record.agent,

@@ -88,6 +88,7 @@ from lvgateway.livevox.errors import (
     LiveVoxError,
     NotFoundError,
     SessionExpiredError,
+    in_outage,
 )
 from lvgateway.livevox.interfaces import IAiaAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import Session
@@ -311,7 +312,9 @@ class WrapupPipeline:
                     delay = 0.0
                 else:
                     delay = self._retry.delay(min(attempts - 1, 32))
-                log.warn(
+                # During a LiveVox outage the outage watch reports once for every call.
+                emit = log.debug if in_outage(retry.cause) else log.warn
+                emit(
                     "call {call_id}: wrap-up step {step} failed ({error}); attempt {attempts},"
                     " next in {delay:.1f}s",
                     call_id=call_id,

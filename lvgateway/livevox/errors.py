@@ -39,6 +39,7 @@ __all__ = [
     "PermissionDeniedError",
     "SessionExpiredError",
     "UnexpectedResponseError",
+    "in_outage",
 ]
 
 
@@ -53,7 +54,14 @@ class LiveVoxError(Exception):
     :param attempts: how many requests were made for this call, retries
         included. More than one on a call that changes state means an
         earlier attempt may have been applied although its answer was lost.
+
+    :attr:`during_outage` is set by the transport on a failure while LiveVox
+    is down and the outage watch reports for everyone: callers then log it
+    at debug, not once a retry each.
     """
+
+    #: Failed while LiveVox was down and watched (the watch logs the outage once).
+    during_outage = False
 
     def __init__(
         self,
@@ -154,3 +162,8 @@ class LiveVoxTimeoutError(LiveVoxUnavailableError):
 
 class LiveVoxConnectionError(LiveVoxUnavailableError):
     """No connection could be made, or it broke before the whole response came."""
+
+
+def in_outage(error: BaseException | str) -> bool:
+    """Whether ``error`` is a LiveVox failure during a watched outage (log it at debug: the watch reports)."""
+    return isinstance(error, LiveVoxError) and error.during_outage

@@ -584,6 +584,7 @@ class LiveVoxTransport:
                 if isinstance(e, LiveVoxClientError | ContactExistsError):
                     emit = log.info
                 elif isinstance(e, LiveVoxUnavailableError) and self._metrics.reachability.quiet:
+                    e.during_outage = True
                     emit = log.debug
                 else:
                     emit = log.warn
