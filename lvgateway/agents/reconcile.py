@@ -37,26 +37,13 @@ from __future__ import annotations
 import attrs
 
 from lvgateway.agents.state import Desired
-from lvgateway.livevox.parsing import AgentStatus
+from lvgateway.livevox.parsing import BUSY_LINE_STATES, AgentStatus
 
-__all__ = ["BUSY_STATES", "DRIFT_KINDS", "Finding", "assess"]
+__all__ = ["DRIFT_KINDS", "Finding", "assess"]
 
 #: The ``kind`` label values of ``lvgateway_agent_drifts_total``.
 DRIFT_KINDS = ("logged_out", "not_joined", "not_ready", "unexpected_ready", "unknown_call")
 
-#: Line states in which LiveVox has the agent busy with a call.
-BUSY_STATES = frozenset(
-    {
-        "INCALL",
-        "WRAPUP",
-        "TRANSFERRING",
-        "HOLD",
-        "DIALING",
-        "MANUALDIAL",
-        "PREVIEWDIAL",
-        "RESERVED",
-    }
-)
 _LOGGED_OFF = frozenset({"LOGOFF"})
 _NOT_JOINED = frozenset({"LOGON", "REGISTERING"})
 
@@ -117,7 +104,7 @@ def assess(
             joined=False,
             lv_ready=False,
         )
-    if state in BUSY_STATES:
+    if state in BUSY_LINE_STATES:
         calls = status.calls()
         key = (calls[0].call_transaction_id or calls[0].call_session_id) if calls else None
         key = key or f"state {state}"

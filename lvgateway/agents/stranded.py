@@ -48,11 +48,10 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from lvgateway.agents.reconcile import BUSY_STATES
 from lvgateway.config.model import AgentTimings, WrapupConfig
 from lvgateway.livevox.errors import LiveVoxClientError, SessionExpiredError
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI, ILiveVoxCallAPI
-from lvgateway.livevox.parsing import AgentStatus, Session, TermCode
+from lvgateway.livevox.parsing import BUSY_LINE_STATES, AgentStatus, Session, TermCode
 from lvgateway.livevox.termcode_catalogue import choose_term_code
 
 __all__ = [
@@ -194,7 +193,7 @@ def stranded_call(status: AgentStatus, key: str) -> StrandedCall | None:
     for line in status.lines:
         state = (line.state or "").upper()
         call = line.call
-        if state not in BUSY_STATES or call is None:
+        if state not in BUSY_LINE_STATES or call is None:
             continue
         if key in (call.call_transaction_id, call.call_session_id):
             number = (line.line_number or "").upper()
@@ -335,7 +334,7 @@ class StrandedRepairer:
         # LiveVox refused the term code: only a line INCALL with this very call
         # explains that as "end the call first".
         state = _same_call(await self.agent_api.agent_status(session), call)
-        if state is None or state not in BUSY_STATES:
+        if state is None or state not in BUSY_LINE_STATES:
             raise RepairError(
                 f"LiveVox refused the term code ({refusal}) and no longer holds the call"
             )

@@ -40,7 +40,13 @@ from lvgateway.calls.records import CallRecord
 from lvgateway.livevox.client import as_epoch_millis
 from lvgateway.livevox.errors import SessionExpiredError, in_outage
 from lvgateway.livevox.interfaces import ILiveVoxAgentAPI
-from lvgateway.livevox.parsing import AgentStatus, CallDetails, LineStatus, Session
+from lvgateway.livevox.parsing import (
+    FREE_LINE_STATES,
+    AgentStatus,
+    CallDetails,
+    LineStatus,
+    Session,
+)
 
 __all__ = [
     "IdFinder",
@@ -50,11 +56,6 @@ __all__ = [
     "line_holding",
     "match_call",
 ]
-
-#: Line states in which the call shown on the line is closed at LiveVox (its
-#: term code saved): the agent is free again, whether or not the line still
-#: names its last call.
-FREE_LINE_STATES = frozenset({"READY", "NOTREADY"})
 
 log = Logger()
 

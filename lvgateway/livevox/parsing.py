@@ -26,6 +26,8 @@ import attrs
 from lvgateway.config.secret import shorten
 
 __all__ = [
+    "BUSY_LINE_STATES",
+    "FREE_LINE_STATES",
     "AgentStatus",
     "CallDetails",
     "ContactCreated",
@@ -257,6 +259,25 @@ def _call_details(data: Mapping[str, Any]) -> CallDetails | None:
         call_center_id=as_id(data.get("callCenterId")),
         raw=dict(data),
     )
+
+
+#: Line states in which LiveVox has the agent busy with a call.
+BUSY_LINE_STATES = frozenset(
+    {
+        "INCALL",
+        "WRAPUP",
+        "TRANSFERRING",
+        "HOLD",
+        "DIALING",
+        "MANUALDIAL",
+        "PREVIEWDIAL",
+        "RESERVED",
+    }
+)
+#: Line states in which the call shown on the line is closed at LiveVox (its
+#: term code saved): the agent is free again, whether or not the line still
+#: names its last call.
+FREE_LINE_STATES = frozenset({"READY", "NOTREADY"})
 
 
 @attrs.frozen
