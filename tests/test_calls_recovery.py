@@ -97,19 +97,39 @@ def test_dead_letters_stay_dead_and_keep_their_agent_out(tmp_path: Path) -> None
     assert h2.record(record.call_id).state is CallState.DONE
 
 
-def test_pending_transfer_hang_up_is_skipped_after_a_restart(tmp_path: Path) -> None:
-    """A transfer cut by a stop resumes without asking SIP to end a leg that died with the process."""
+def transfer_cut_by_a_stop(tmp_path: Path, dialog: dict[str, object] | None) -> tuple[Harness, str]:
+    """A call the vendor REFERs, whose term code is in flight when the gateway stops; the restarted harness."""
     h1 = Harness(str(tmp_path))
     gate = h1.livevox.gate("save_term_code")
     record = h1.place()
+    if dialog is not None:
+        result_of(h1.calls.note_dialogs(record.call_id, {"livevox": dialog}))
     run(h1.source.vendor_refers(record.call_id))
     h1.stop()
     gate.callback(None)
     del h1.livevox.gates["save_term_code"]
-    h2 = restart(h1, tmp_path)
-    done = h2.record(record.call_id)
+    return restart(h1, tmp_path), record.call_id
+
+
+def test_pending_transfer_hang_up_is_skipped_after_a_restart(tmp_path: Path) -> None:
+    """A transfer cut by a stop, with no noted dialog: it resumes without asking SIP to end a leg it cannot reach."""
+    h2, call_id = transfer_cut_by_a_stop(tmp_path, None)
+    done = h2.record(call_id)
     assert (done.state, done.hangup) == (CallState.DONE, StepState.SKIPPED)
     assert h2.source.hang_ups == []
+
+
+def test_pending_transfer_hang_up_ends_the_held_leg_from_its_dialog_after_the_term_code(
+    tmp_path: Path,
+) -> None:
+    """A transfer cut by a crash: the customer's leg outlived it, so after the term code the SIP part ends it from its noted dialog."""
+    dialog = {"call_id": "sip-1", "local_tag": "a", "remote_tag": "b", "cseq": 3}
+    h2, call_id = transfer_cut_by_a_stop(tmp_path, dialog)
+    done = h2.record(call_id)
+    assert (done.state, done.hangup) == (CallState.DONE, StepState.DONE)
+    assert h2.source.hang_ups == [(call_id, "transfer")]
+    assert h2.source.dialogs_ended == [(call_id, dialog)]
+    assert len(h2.saved()) == 1  # the transfer term code, saved before the hang-up
 
 
 def test_finished_records_are_purged_after_retention(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_refer_transfers_term_code_then_end(h: Harness) -> None:
     """A REFER posts the AIA and the transfer term code while the LiveVox leg is up, then hangs it up."""
     seen: list[tuple[str, int, int]] = []
 
-    def hang_up(call_id: str, reason: str) -> Deferred[None]:
+    def hang_up(call_id: str, reason: str, dialog: object = None) -> Deferred[None]:
         seen.append((reason, len(h.saved()), len(h.aia.posted)))  # type: ignore[union-attr]
         return _fired()
 
@@ -138,7 +138,7 @@ def test_transfer_end_then_term_code(tmp_path: Path) -> None:
     h = Harness(str(tmp_path), config=wrapup_config(transfer_order="end_then_term_code"))
     seen: list[tuple[int, int]] = []
 
-    def hang_up(call_id: str, reason: str) -> Deferred[None]:
+    def hang_up(call_id: str, reason: str, dialog: object = None) -> Deferred[None]:
         seen.append((len(h.saved()), len(h.aia.posted)))  # type: ignore[union-attr]
         return _fired()
 

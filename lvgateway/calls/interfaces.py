@@ -36,7 +36,9 @@ __all__ = ["ICallAdmin", "ICallLegs", "ICalls"]
 class ICallLegs(Interface):
     """The SIP part's hold on the legs of its calls."""
 
-    def hang_up_livevox(call_id: str, reason: str) -> Deferred[None]:
+    def hang_up_livevox(
+        call_id: str, reason: str, dialog: Mapping[str, Any] | None = None
+    ) -> Deferred[None]:
         """End the LiveVox leg of a call with BYE (and a ``Reason``), and the vendor leg if still up.
 
         Called once for each call whose outcome held its LiveVox leg up for a
@@ -46,6 +48,9 @@ class ICallLegs(Interface):
 
         :param call_id: the gateway's call id.
         :param reason: why, for the ``Reason`` header and the log (``transfer``).
+        :param dialog: the LiveVox leg's dialog as noted (:meth:`ICalls.note_dialogs`):
+            for a transfer a previous run left held, which the SIP part no
+            longer has, the leg is ended from it as an orphan.
         :returns: ``Deferred[None]`` that fires once the BYE is sent, or at
             once when the call's legs are already gone. It should not errback;
             if it does, the failure is logged and nothing else depends on it.

@@ -17,7 +17,9 @@ Every record the store holds that is not finished is taken back:
   (a peer that ended the dialog answers 481).
 - **in wrap-up**: resumed from the step it stood at. A step found ``sent``
   had its outcome lost: the pipeline checks LiveVox before re-sending it. A
-  transfer's pending hang-up is skipped (the leg is gone).
+  transfer's pending hang-up stays pending, in its place beside the term
+  code (``transfer_order``): the customer's leg outlived the process, and
+  the SIP part ends it from its noted dialog; without one, it is skipped.
 - **dead letters** stay dead letters.
 
 For each, the agent pool is told the agent is on a call and in wrap-up
@@ -165,7 +167,8 @@ async def recover(
                 contact=record.contact.value,
                 term_code=record.term_code.value,
             )
-            if record.hangup is StepState.PENDING:
+            if record.hangup is StepState.PENDING and "livevox" not in record.dialogs:
+                # A held transfer leg with no noted dialog cannot be reached.
                 writes.append(book.update(record.call_id, hangup=StepState.SKIPPED))
             resume.append(record.call_id)
         else:

@@ -164,13 +164,18 @@ class FakeCallLegs:
 
     def __init__(self) -> None:
         self.hang_ups: list[tuple[str, str]] = []
+        self.dialogs_ended: list[tuple[str, dict[str, Any]]] = []
         self.told: list[tuple[str, CallEvent]] = []
         self.orphans: list[tuple[str, dict[str, Any], int, str]] = []
         self.ending: Deferred[None] | None = None
 
-    def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
-        """Record the hang-up."""
+    def hang_up_livevox(
+        self, call_id: str, reason: str, dialog: Mapping[str, Any] | None = None
+    ) -> Deferred[None]:
+        """Record the hang-up (and, in :attr:`dialogs_ended`, a previous run's dialog it was given)."""
         self.hang_ups.append((call_id, reason))
+        if dialog is not None:
+            self.dialogs_ended.append((call_id, dict(dialog)))
         return succeed(None)
 
     def tell(self, call_id: str, event: CallEvent) -> bool:
@@ -553,6 +558,8 @@ class StandInCallSource:
         self._leg_ended = livevox_leg_ended
         self.placed: dict[str, PlacedCall] = {}
         self.hang_ups: list[tuple[str, str]] = []
+        #: The previous run's LiveVox dialogs a hang-up was given, by call.
+        self.dialogs_ended: list[tuple[str, dict[str, Any]]] = []
         #: Each transfer's status, as the wrap-up gave it before ending the LiveVox leg.
         self.transfer_statuses: list[tuple[str, TransferStatus]] = []
         self.orphans: list[tuple[str, dict[str, Any], int, str]] = []
@@ -636,9 +643,13 @@ class StandInCallSource:
         )
         return True
 
-    def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
-        """End the LiveVox leg, as the SIP part would with BYE."""
+    def hang_up_livevox(
+        self, call_id: str, reason: str, dialog: Mapping[str, Any] | None = None
+    ) -> Deferred[None]:
+        """End the LiveVox leg, as the SIP part would with BYE (a previous run's, from ``dialog``)."""
         self.hang_ups.append((call_id, reason))
+        if dialog is not None:
+            self.dialogs_ended.append((call_id, dict(dialog)))
         return Deferred.fromCoroutine(self._leg_down(call_id))
 
     def end_orphaned(

@@ -780,8 +780,10 @@ class WrapupPipeline:
         if self.legs is None:
             log.warn("call {call_id}: no SIP part to end the LiveVox leg", call_id=call_id)
             return
+        record = self._book.get(call_id)
+        dialog = record.dialogs.get("livevox") if record is not None else None
         try:
-            d = self.legs.hang_up_livevox(call_id, reason)
+            d = self.legs.hang_up_livevox(call_id, reason, dialog)
         except Exception:
             log.failure("call {call_id}: ending the LiveVox leg failed", call_id=call_id)
             return

@@ -280,11 +280,19 @@ class CallRouter:
                 return call
         return None
 
-    def hang_up_livevox(self, call_id: str, reason: str) -> Deferred[None]:
-        """ICallLegs: end a call's LiveVox leg (and the vendor's, if up) with BYE."""
+    def hang_up_livevox(
+        self, call_id: str, reason: str, dialog: Mapping[str, Any] | None = None
+    ) -> Deferred[None]:
+        """ICallLegs: end a call's LiveVox leg (and the vendor's, if up) with BYE.
+
+        A transfer a previous run left held is not live here: its leg is
+        ended from its noted dialog, as crash recovery ends an orphan's.
+        """
         call = self.by_call_id(call_id)
         if call is not None:
             call.hang_up_livevox(reason)
+        elif dialog is not None:
+            return self.end_orphaned(call_id, {"livevox": dialog}, 200, reason)
         return succeed(None)
 
     def when_idle(self) -> Deferred[None]:
