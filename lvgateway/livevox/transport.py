@@ -57,6 +57,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
+from lvgateway.backoff import Backoff
 from lvgateway.config.model import LiveVoxConfig
 from lvgateway.livevox.calls import CallSpec
 from lvgateway.livevox.errors import (
@@ -370,7 +371,7 @@ def error_for(
 
 @attrs.frozen
 class RetryPolicy:
-    """How a call that is safe to repeat is retried.
+    """How a call that is safe to repeat is retried: the gateway's one backoff, bounded in count.
 
     :param max_retries: repeats after the first attempt; 0 for none.
     :param base_delay: the delay before the first repeat, before jitter.
@@ -389,8 +390,7 @@ class RetryPolicy:
 
         :param retry: which repeat this is, from 0.
         """
-        ceiling = min(self.max_delay, self.base_delay * (2**retry))
-        return float(ceiling / 2 + ceiling / 2 * self.jitter())
+        return Backoff(self.base_delay, self.max_delay, self.jitter).delay(retry)
 
 
 class LiveVoxTransport:
