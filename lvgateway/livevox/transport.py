@@ -423,6 +423,28 @@ class LiveVoxTransport:
             jitter=jitter,
         )
         self._slots = DeferredSemaphore(max(1, config.max_in_flight))
+        self._held: list[Deferred[None]] | None = None
+
+    def hold_until(self, opened: Deferred[Any]) -> None:
+        """Make every request wait until ``opened`` fires, whatever its result.
+
+        For a LiveVox that is a child process of the gateway (the demo's
+        simulator): requests made before it serves wait instead of failing.
+        The wait is not part of any request's timeout.
+
+        :param opened: fires when LiveVox may be asked.
+        """
+        held: list[Deferred[None]] = []
+        self._held = held
+
+        def release(result: object) -> None:
+            if self._held is held:
+                self._held = None
+            for waiter in held:
+                if not waiter.called:  # a cancelled request already fired its waiter
+                    waiter.callback(None)
+
+        opened.addBoth(release)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -546,6 +568,10 @@ class LiveVoxTransport:
         short: str,
     ) -> T:
         """Make one attempt under the in-flight cap, counting and logging it."""
+        if self._held is not None:
+            waiter: Deferred[None] = Deferred()
+            self._held.append(waiter)
+            await waiter
         self._metrics.waiting.inc()
         try:
             await self._slots.acquire()
