@@ -2,9 +2,18 @@
 
     python bench/plot.py
 
-Left: INVITE-to-200 time (p50, p99) and failed calls against the call rate,
-for the gateway and Sippy's b2bua_simple. Right: added latency (p99) and
-loss against concurrent calls, for each media engine. Needs matplotlib
+Four panels, each one quantity on a zero-based (or logarithmic) axis:
+
+- signalling: INVITE-to-200 p99 against the call rate, for the gateway's latest
+  run, its first run, and Sippy's ``b2bua_simple`` (the floor); the rate where
+  calls started to fail is marked with a cross;
+- signalling: CPU per call against the call rate, the same runs;
+- media: added latency p99 against concurrent calls, per engine;
+- media: relay CPU per packet against concurrent calls, per engine
+  (the media table's main figure).
+
+Loss is not drawn when every point is zero: the media panels say so in their
+title instead of drawing a flat line on a meaningless axis. Needs matplotlib
 (``pip install matplotlib``), which only this script uses.
 """
 
@@ -23,6 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.png"
 
+#: One colour per line, the same in every panel.
+COLOURS = {
+    "gateway, latest": "tab:blue",
+    "gateway, first run": "tab:cyan",
+    "b2bua_simple (floor)": "tab:grey",
+    "rtpio": "tab:green",
+    "twisted": "tab:orange",
+    "rtpengine": "tab:purple",
+}
+
 
 def load(name: str) -> dict[str, Any] | None:
     """The figures of one benchmark, if it has been run."""
@@ -30,77 +49,123 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def signalling(ax: Any, twin: Any, figures: dict[str, Any]) -> None:
-    """Setup time and failures against the call rate."""
-    for target, colour in (("gateway", "tab:blue"), ("floor", "tab:grey")):
-        steps = [s for s in figures[target]["steps"] if s.get("successful") is not None]
-        rates = [s["rate"] for s in steps]
-        ax.plot(
-            rates,
-            [s["invite_to_200_ms_p50"] for s in steps],
-            "o-",
-            color=colour,
-            label=f"{target} p50",
-        )
-        ax.plot(
-            rates,
-            [s["invite_to_200_ms_p99"] for s in steps],
-            "s--",
-            color=colour,
-            label=f"{target} p99",
-        )
-        failed = [100.0 * s["failed"] / max(1, s["successful"] + s["failed"]) for s in steps]
-        twin.bar(
-            [r + (1.5 if target == "floor" else -1.5) for r in rates],
-            failed,
-            width=3,
-            color=colour,
-            alpha=0.3,
-        )
-    ax.set_xlabel("calls per second (SIPp, 1 s hold)")
-    ax.set_ylabel("INVITE to 200 (ms)")
-    ax.set_yscale("log")
-    twin.set_ylabel("failed calls (%, bars)")
-    ax.set_title("Signalling: gateway vs b2bua_simple (floor)")
-    ax.legend(fontsize=7, loc="upper left")
+def signalling_runs() -> dict[str, dict[str, Any]]:
+    """The signalling runs to draw, latest gateway run first, each with its ``steps``."""
+    runs: dict[str, dict[str, Any]] = {}
+    latest, first = load("sip_signalling_gateway_after_gc"), load("sip_signalling")
+    if latest is not None:
+        runs["gateway, latest"] = latest["gateway"]
+    if first is not None:
+        runs["gateway, first run" if latest is not None else "gateway, latest"] = first["gateway"]
+        runs["b2bua_simple (floor)"] = first["floor"]
+    return runs
 
 
-def media(ax: Any, twin: Any, figures: dict[str, Any]) -> None:
-    """Added latency and loss against concurrent calls, per engine."""
-    colours = {"rtpio": "tab:green", "twisted": "tab:orange", "rtpengine": "tab:purple"}
-    for engine, colour in colours.items():
+def signalling(latency: Any, cpu: Any, runs: dict[str, dict[str, Any]]) -> None:
+    """Setup time and CPU per call against the call rate; a cross where calls failed."""
+    for label, run in runs.items():
+        steps = [s for s in run["steps"] if s.get("successful") is not None]
+        passed = [s for s in steps if s["failed"] == 0]
+        failed = [s for s in steps if s["failed"] > 0]
+        colour = COLOURS[label]
+        style = "--" if label == "gateway, first run" else "-"
+        latency.plot(
+            [s["rate"] for s in passed],
+            [s["invite_to_200_ms_p99"] for s in passed],
+            "o" + style,
+            color=colour,
+            label=f"{label}: passed {run['highest_rate_cps']} calls/s",
+        )
+        cpu.plot(
+            [s["rate"] for s in steps],
+            [s["cpu_ms_per_call"] for s in steps],
+            "o" + style,
+            color=colour,
+            label=label,
+        )
+        for s in failed:
+            share = 100.0 * s["failed"] / (s["successful"] + s["failed"])
+            latency.plot(s["rate"], s["invite_to_200_ms_p99"], "x", color=colour, markersize=10)
+            latency.annotate(
+                f"{share:.1f}% failed",
+                (s["rate"], s["invite_to_200_ms_p99"]),
+                textcoords="offset points",
+                xytext=(-8, 6),
+                ha="right",
+                fontsize=8,
+                color=colour,
+            )
+    latency.set_title("Signalling: INVITE-to-200 p99 (x: a step with failed calls)")
+    latency.set_xlabel("calls per second (SIPp, 1 s hold)")
+    latency.set_ylabel("INVITE to 200, p99 (ms, log scale)")
+    latency.set_yscale("log")
+    latency.legend(fontsize=8, loc="lower right")
+    cpu.set_title("Signalling: CPU per call")
+    cpu.set_xlabel("calls per second (SIPp, 1 s hold)")
+    cpu.set_ylabel("CPU per call (ms)")
+    cpu.set_ylim(bottom=0)
+    cpu.legend(fontsize=8, loc="lower right")
+
+
+def media(latency: Any, cpu: Any, figures: dict[str, Any]) -> None:
+    """Added latency and relay CPU per packet against concurrent calls, per engine."""
+    lossless = all(not r["loss"] for r in figures["table"])
+    for engine in ("rtpio", "twisted", "rtpengine"):
         rows = sorted(
             (r for r in figures["table"] if r["engine"] == engine), key=lambda r: r["calls"]
         )
         if not rows:
             continue
         calls = [r["calls"] for r in rows]
-        ax.plot(
+        latency.plot(
             calls,
-            [(r["added_p99_us"] or 0) / 1000 for r in rows],
+            [r["added_p99_us"] / 1000 for r in rows if r["added_p99_us"] is not None],
             "o-",
-            color=colour,
-            label=f"{engine} p99",
+            color=COLOURS[engine],
+            label=engine,
         )
-        twin.plot(
-            calls, [100 * r["loss"] for r in rows], "x:", color=colour, label=f"{engine} loss"
+        cpu.plot(
+            calls,
+            [r["relay_cpu_us_per_packet"] for r in rows],
+            "o-",
+            color=COLOURS[engine],
+            label=engine,
         )
-    ax.axhline(1.0, color="red", linewidth=0.8)
-    ax.set_xlabel("concurrent G.711 calls (50 packets/s each way)")
-    ax.set_ylabel("added latency p99 (ms); red: 1 ms")
-    twin.set_ylabel("loss (%, dotted)")
-    ax.set_title("Media: relay engines")
-    ax.legend(fontsize=7, loc="upper left")
+        if not lossless:
+            for r in rows:
+                if r["loss"]:
+                    latency.annotate(
+                        f"{100 * r['loss']:.2f}% lost",
+                        (r["calls"], r["added_p99_us"] / 1000),
+                        fontsize=8,
+                        color=COLOURS[engine],
+                    )
+    lost = "no packet lost at any point" if lossless else "labels: packets lost"
+    latency.axhline(20.0, color="red", linewidth=0.8, linestyle=":")
+    latency.text(10, 23, "20 ms: one packet interval", color="red", fontsize=8)
+    latency.set_title(f"Media: added latency p99 ({lost})")
+    latency.set_xlabel("concurrent G.711 calls (50 packets/s each way)")
+    latency.set_ylabel("added latency, p99 (ms, log scale)")
+    latency.set_yscale("log")
+    latency.legend(fontsize=8, loc="lower right")
+    cpu.set_title("Media: relay CPU per packet")
+    cpu.set_xlabel("concurrent G.711 calls (50 packets/s each way)")
+    cpu.set_ylabel("CPU per relayed packet (µs)")
+    cpu.set_ylim(bottom=0)
+    cpu.legend(fontsize=8, loc="upper right")
 
 
 def main() -> None:
     """Draw whatever figures exist."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    sig, med = load("sip_signalling"), load("media")
-    if sig is not None:
-        signalling(axes[0], axes[0].twinx(), sig)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    runs, med = signalling_runs(), load("media")
+    if runs:
+        signalling(axes[0][0], axes[0][1], runs)
     if med is not None:
-        media(axes[1], axes[1].twinx(), med)
+        media(axes[1][0], axes[1][1], med)
+    for ax in axes.flat:
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlim(left=0)
     fig.tight_layout()
     OUT.parent.mkdir(exist_ok=True)
     fig.savefig(OUT, dpi=100)

@@ -12,7 +12,7 @@ call rates with the same SIPp load:
   call (the in-memory ``FakeCalls`` store), the real Twisted media relay
   binding four UDP ports a call (``--media fake`` for none), its info log
   lines written to a file. The vendor is SIPp's built-in ``uas`` (Contact
-  ``;transport=UDP``, which the gateway fixes: DESIGN.md, pitfall 1).
+  ``;transport=UDP``, which the gateway fixes: docs/design.md, pitfall 1).
 - **floor**: Sippy's own ``b2bua_simple`` with ``SIPLOG_LVL=ERR``: the
   signalling floor, with no agent lookup, no call record and no media. Its
   vendor is ``bench/sipp/vendor_uas_lowercase.xml`` (``;transport=udp``),

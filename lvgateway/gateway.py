@@ -14,6 +14,7 @@ import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
+from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from lvgateway.agents.pool import AgentPool
@@ -129,13 +130,21 @@ def build_gateway(
             ),
         )
     # Children start first and stop last, after the drain (the demo's LiveVox is one).
+    children: list[ChildProcessService] = []
     for child in config.child_processes:
-        add(
-            child.name,
+        children.append(
             ChildProcessService(
-                reactor, child.name, child.argv, child.env, child.cwd, child.stop_timeout
-            ),
+                reactor,
+                child.name,
+                child.argv,
+                child.env,
+                child.cwd,
+                child.stop_timeout,
+                ready_url=child.ready_url,
+                ready_timeout=child.ready_timeout,
+            )
         )
+        add(child.name, children[-1])
     control = control_service(
         reactor, config.control_listen, readiness, registry, config.control_token
     )
@@ -148,6 +157,11 @@ def build_gateway(
         livevox_metrics,
     )
     namespace["livevox"] = livevox
+    if children:
+        # Nothing goes to LiveVox (logins first) before every child serves.
+        livevox.transport.hold_until(
+            gatherResults([c.when_ready() for c in children], consumeErrors=True)
+        )
     agents = AgentPool(
         config.agents,
         livevox,

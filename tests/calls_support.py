@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from lvgateway.backoff import Backoff
 from lvgateway.calls.blocking import InlineRunner
 from lvgateway.calls.records import CallRecord
 from lvgateway.calls.service import CallService
@@ -36,7 +37,6 @@ from lvgateway.config.model import WrapupConfig
 from lvgateway.livevox.interfaces import IAiaAPI
 from lvgateway.livevox.parsing import CallDetails
 from lvgateway.livevox.testing import FakeAia, FakeLiveVox, result_of
-from lvgateway.livevox.transport import RetryPolicy
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ class Harness:
             clock=self.clock,
             registry=self.registry,
             services={SERVICE: "AIVA1"},
-            retry=RetryPolicy(max_retries=0, base_delay=1.0, max_delay=30.0, jitter=lambda: 0.5),
+            retry=Backoff(base=1.0, ceiling=30.0, jitter=lambda: 0.5),
         )
         self.legs = FakeCallLegs()
         self.source = StandInCallSource(

@@ -1,6 +1,6 @@
 """A SIP gateway under test: the real SIP part and media relay on loopback, fakes for the pool and the store.
 
-SIPp plays LiveVox and the AI vendor (TESTING.md); each run is bounded with
+SIPp plays LiveVox and the AI vendor; each run is bounded with
 ``-timeout`` and ``-timeout_error`` and waited on without blocking the reactor.
 """
 

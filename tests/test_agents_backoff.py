@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lvgateway.agents.interfaces import Refusal
-from lvgateway.agents.state import DENIED_RETRY_DELAYS, backoff_delay
+from lvgateway.agents.state import DENIED_RETRY_DELAYS
+from lvgateway.backoff import Backoff
 from lvgateway.livevox.errors import LiveVoxServerError, SessionExpiredError
 
 from .test_agents_support import advance, rig
@@ -11,11 +12,11 @@ from .test_agents_support import advance, rig
 
 def test_backoff_delay_is_exponential_jittered_and_capped() -> None:
     """Delays double from the base, stay within [d/2, d], and never pass the ceiling."""
-    low = [backoff_delay(n, 1.0, 60.0, lambda: 0.0) for n in range(1, 10)]
-    high = [backoff_delay(n, 1.0, 60.0, lambda: 0.999999) for n in range(1, 10)]
+    low = [Backoff(1.0, 60.0, lambda: 0.0).delay(n) for n in range(9)]
+    high = [Backoff(1.0, 60.0, lambda: 0.999999).delay(n) for n in range(9)]
     assert low == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert [round(h, 3) for h in high] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
-    assert backoff_delay(10_000, 1.0, 60.0, lambda: 0.5) == 45.0
+    assert Backoff(1.0, 60.0, lambda: 0.5).delay(10_000) == 45.0
 
 
 def test_an_expired_session_is_found_and_the_agent_logs_in_again() -> None:

@@ -20,7 +20,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.web.client import HTTPConnectionPool
 
 from lvgateway.agents.pool import AgentPool
-from lvgateway.agents.state import backoff_delay
+from lvgateway.backoff import Backoff
 from lvgateway.config.model import AgentConfig, AgentTimings
 from lvgateway.config.secret import Secret
 from lvgateway.livevox.client import LiveVoxClient
@@ -158,7 +158,7 @@ def attempts_within(seconds: float) -> int:
     """The most attempts one agent can make in ``seconds`` of failures: every delay at its least."""
     attempts, elapsed = 1, 0.0
     while True:
-        elapsed += backoff_delay(attempts, TIMINGS.backoff_base, TIMINGS.backoff_max, lambda: 0.0)
+        elapsed += Backoff(TIMINGS.backoff_base, TIMINGS.backoff_max, lambda: 0.0).delay(attempts - 1)
         if elapsed > seconds:
             return attempts
         attempts += 1

@@ -11,7 +11,7 @@ applied exactly once (no repeat, no contract error) and an AIA post.
 
 Killed during the term code save, the restarted gateway must find the save
 landed from the agent's status alone: that is run under both readings of a
-closed call's status that LIVEVOX_API.md allows (the call gone from the line,
+closed call's status that docs/livevox-api.md allows (the call gone from the line,
 or still shown as the last call on a READY line: ``status_shows_last_call``).
 """
 

@@ -56,7 +56,7 @@ def test_bad_header_values_are_logged_and_left_out() -> None:
 
 
 def test_documented_header_names() -> None:
-    """The header list is the contract of DESIGN.md: five named headers and Other1..Other20."""
+    """The header list is the contract of docs/design.md: five named headers and Other1..Other20."""
     assert DISPOSITION_HEADERS[:5] == (
         "X-LV-Term-Code",
         "X-LV-Next-Action",

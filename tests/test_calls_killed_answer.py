@@ -7,7 +7,7 @@ REST and AIA clients over real HTTP, the call store with its wrap-up
 pipeline, the stand-in agent pool, and the stand-in SIP source, which has the
 simulator put calls through and end them over its admin API. The wrap-up
 must find from the agent's status that the save landed (under both readings
-of a closed call's status that LIVEVOX_API.md allows), send nothing again,
+of a closed call's status that docs/livevox-api.md allows), send nothing again,
 and leave the agent READY for its next call.
 """
 

@@ -6,6 +6,7 @@ import datetime
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -324,3 +325,16 @@ def test_parse_config_without_a_file_uses_given_source() -> None:
         parse_config("x = 1", source="inline.toml")
     assert "inline.toml: x: unknown key" in str(caught.value).splitlines()
     assert os.path.basename(caught.value.source) == "inline.toml"
+
+
+def test_child_process_ready_url_is_read_and_checked(confdir: Path) -> None:
+    """A child's ready_url and ready_timeout are taken; a ready_url that is no http(s) URL is refused by key."""
+    child = '\n[[child_processes]]\nname = "helper"\nargv = ["true"]\nready_url = "{url}"\nready_timeout = 5\n'
+    config: Any = load(confdir, MINIMAL + child.format(url="http://127.0.0.1:7480/_sandbox/stats"))
+    [read] = config.child_processes
+    assert (read.ready_url, read.ready_timeout) == ("http://127.0.0.1:7480/_sandbox/stats", 5)
+    with pytest.raises(ConfigError) as caught:
+        load(confdir, MINIMAL + child.format(url="127.0.0.1:7480"))
+    assert "child_processes[0].ready_url: found '127.0.0.1:7480', expected an http(s) URL" in str(
+        caught.value
+    )

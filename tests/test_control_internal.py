@@ -23,7 +23,7 @@ from twisted.web.server import Request
 from lvgateway.control.internal import control_routes, control_service
 from lvgateway.control.web import BaseResource, Routes, WebListener
 from lvgateway.health import Readiness
-from lvgateway.metrics import counter, new_registry
+from lvgateway.metrics import counter, histogram, new_registry
 
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
 
@@ -106,6 +106,19 @@ async def test_metrics_exposes_the_registry(running: Running) -> None:
     text = body.decode("utf-8")
     assert 'lvgateway_test_scrapes_total{k="a"} 0.0' in text
     assert 'lvgateway_build_info{version="0.0.test"} 1.0' in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_has_no_created_series(running: Running) -> None:
+    """/metrics carries no "_created" series, in either format, for counters and histograms alike."""
+    counter(running.registry, "lvgateway_test_created_total", "Scrapes.", labels={"k": ["a"]})
+    histogram(running.registry, "lvgateway_test_created_seconds", "Durations.")
+    for accept in ("text/plain", "application/openmetrics-text"):
+        response, body = await get(running.base + "/metrics", headers={"Accept": accept})
+        text = body.decode("utf-8")
+        assert response.code == 200 and "lvgateway_test_created_seconds_bucket" in text, accept
+        assert "lvgateway_test_created_total" in text, accept
+        assert "_created" not in text.replace("lvgateway_test_created", ""), accept
 
 
 def fired(d: Deferred[Any]) -> Any:

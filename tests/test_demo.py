@@ -76,7 +76,12 @@ def run_demo(
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """Run the demo from a copy of etc/ whose demo.toml ``edit`` may change; kill it at the end."""
     etc = tmp_path / "etc"
-    shutil.copytree(ROOT / "etc", etc, ignore=shutil.ignore_patterns("manhole.passwd", "secrets"))
+    shutil.copytree(
+        ROOT / "etc",
+        etc,
+        ignore=shutil.ignore_patterns("manhole.passwd", "secrets"),
+        dirs_exist_ok=True,  # a second run in the same folder keeps its state directory
+    )
     config = etc / "demo.toml"
     config.write_text(edit(config.read_text()))
     log = tmp_path / "demo.log"
@@ -94,9 +99,24 @@ def run_demo(
         if process.poll() is None:
             process.kill()
             process.wait()
-        # The sandbox child outlives a killed gateway; "--" keeps pkill from reading the
-        # pattern as its own options.
-        subprocess.run(["pkill", "-f", "--", "--config sandbox.toml --dial-rate"], check=False)
+        # A killed gateway's child gets SIGTERM from the kernel: wait until it has
+        # let go of the demo's ports, so the next demo starts on free ones.
+        children = child_pids(log)
+        wait_for("the sandbox child to exit", 20, lambda: not any(map(running, children)))
+
+
+def child_pids(log: Path) -> list[int]:
+    """The pid of every child process the gateway's log says it started."""
+    return [int(pid) for pid in re.findall(r"started child process \S+ as pid (\d+)", log.read_text())]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def readme_metrics() -> list[str]:

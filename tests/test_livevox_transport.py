@@ -118,6 +118,23 @@ def test_retry_after_5xx_waits_the_backoff_then_succeeds() -> None:
     )
 
 
+def test_requests_held_until_opened_wait_then_go() -> None:
+    """Requests made while the transport is held send nothing; they go once it opens, untimed."""
+    client, resource, clock, _, _ = make(lambda r: (200, {"sessionId": "abcdefghij"}))
+    opened: Deferred[None] = Deferred()
+    client.transport.hold_until(opened)
+    first, second = client.login("AIVA1", PW), client.login("AIVA2", PW)
+    cancelled = client.login("AIVA3", PW)
+    cancelled.cancel()
+    assert isinstance(failure_of(cancelled), CancelledError)
+    clock.advance(3600)  # far past request_timeout: the wait is not part of it
+    assert resource.requests == [] and not first.called and not second.called
+    opened.callback(None)
+    assert len(resource.requests) == 2
+    assert result_of(first).session_id == result_of(second).session_id == "abcdefghij"
+    assert client.login("AIVA4", PW).called  # once open, requests go at once
+
+
 def test_retries_are_bounded_and_the_error_counts_attempts() -> None:
     """After max_retries repeats the last 5xx is raised with attempts = max_retries + 1."""
     client, resource, clock, _, _ = make(lambda r: (500, {"code": 500, "message": "down"}))

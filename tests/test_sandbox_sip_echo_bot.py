@@ -23,7 +23,7 @@ from .sip_helpers import wait_until
 
 REACTOR: Any = reactor
 
-#: The context headers the gateway puts on its B leg (DESIGN.md), in documented case.
+#: The context headers the gateway puts on its B leg (docs/design.md), in documented case.
 CONTEXT = [
     ("X-LVGW-Call-ID", "gw-0001"),
     ("X-LV-Agent", "AIVA1"),

@@ -152,7 +152,7 @@ async def test_audio_crosses_the_gateway_both_ways_and_never_between_calls(
         assert rtp["received"] >= 50, (
             rtp
         )  # two seconds at 50 packets a second, less what is in flight
-    # The vendor saw DESIGN.md's context headers in their documented case (Sippy would re-case them).
+    # The vendor saw docs/design.md's context headers in their documented case (Sippy would re-case them).
     _, bot = await http(base, "GET", "/_sandbox/echo-bot/calls")
     for call in bot["calls"]:
         names = {name for name, _ in call["headers"]}

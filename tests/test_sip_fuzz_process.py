@@ -36,7 +36,7 @@ GARBAGE = (
 
 
 def sample_invite(local: tuple[str, int], port: int, n: int) -> bytes:
-    """The sample INVITE at the end of INTEGRATION_GUIDE.md, with loopback in place of the masked addresses."""
+    """The guide's sample INVITE (docs/livevox-api.md, section 8), with loopback in place of the masked addresses."""
     host, lport = local
     body = (
         f"v=0\r\no=LiveVox 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -78,6 +79,68 @@ async def test_child_that_dies_is_restarted() -> None:
         service.startService()
         await wait_until(lambda: service.starts >= 2, 10, "the child to be restarted")
         assert any("child process flaky exited (status 0): restarting" in line for line in lines)
+    finally:
+        await service.stopService()
+        globalLogPublisher.removeObserver(observer)
+
+
+#: A child that serves HTTP on the port in argv[2] only after argv[1] seconds.
+SERVE_LATER = """\
+import http.server, sys, time
+time.sleep(float(sys.argv[1]))
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def free_port() -> int:
+    """A loopback TCP port free now (the child binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_ready_fires_once_the_ready_url_answers() -> None:
+    """A child whose URL answers only after 1 s is ready then, not at spawn, and the wait logs no warning."""
+    lines, observer = capture()
+    port = free_port()
+    service = ChildProcessService(
+        reactor,
+        "late",
+        [sys.executable, "-c", SERVE_LATER, "1.0", str(port)],
+        ready_url=f"http://127.0.0.1:{port}/",
+        ready_timeout=20,
+    )
+    try:
+        began = reactor.seconds()  # type: ignore[attr-defined]
+        service.startService()
+        ready = service.when_ready()
+        assert not ready.called
+        await ready
+        assert reactor.seconds() - began >= 1.0  # type: ignore[attr-defined]
+        assert any("child process late ready:" in line and "answered 200" in line for line in lines)
+        assert service.when_ready().called
+        assert not any("warn" in line.lower() or "error" in line.lower() for line in lines), lines
+    finally:
+        await service.stopService()
+        globalLogPublisher.removeObserver(observer)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_child_never_ready_is_reported_and_waited_for_no_longer() -> None:
+    """A ready URL that never answers: an error once ready_timeout passes, and when_ready fires anyway."""
+    lines, observer = capture()
+    service = ChildProcessService(
+        reactor,
+        "mute",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        ready_url="http://127.0.0.1:1/",
+        ready_timeout=0.5,
+    )
+    try:
+        service.startService()
+        await wait_until(lambda: service.when_ready().called, 10, "the wait to run out")
+        assert any("child process mute not ready after" in line for line in lines)
     finally:
         await service.stopService()
         globalLogPublisher.removeObserver(observer)

@@ -9,7 +9,7 @@ The parts, one concept each:
 - :mod:`~lvgateway.agents.agent`: one :class:`VirtualAgent` and the driver
   that brings it, one LiveVox call at a time, to what the pool wants;
 - :mod:`~lvgateway.agents.state`: the states, the wishes and the pacing rules
-  (backoff, cycle slots);
+  (refused-login delays, cycle slots);
 - :mod:`~lvgateway.agents.reconcile`: what a status read from LiveVox says
   about drift;
 - :mod:`~lvgateway.agents.stranded`: closing a call LiveVox holds on an

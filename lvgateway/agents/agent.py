@@ -50,7 +50,6 @@ from lvgateway.agents.state import (
     AgentView,
     Desired,
     Hold,
-    backoff_delay,
     cycle_needed,
     moves_not_ready,
     next_slot,
@@ -63,6 +62,7 @@ from lvgateway.agents.stranded import (
     StrandedRepairer,
     stranded_call,
 )
+from lvgateway.backoff import Backoff
 from lvgateway.config.model import AgentConfig, AgentTimings
 from lvgateway.livevox.errors import (
     LiveVoxClientError,
@@ -861,9 +861,8 @@ class VirtualAgent:
     def _back_off(self, step: Step, error: Exception) -> None:
         timings = self._ctx.timings
         self._failures += 1
-        delay = backoff_delay(
-            self._failures, timings.backoff_base, timings.backoff_max, self._ctx.jitter
-        )
+        backoff = Backoff(timings.backoff_base, timings.backoff_max, self._ctx.jitter)
+        delay = backoff.delay(self._failures - 1)
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = self._ctx.clock.callLater(delay, self._retry_fired)

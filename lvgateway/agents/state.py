@@ -19,7 +19,7 @@ desired one a LiveVox call at a time. The transitions are::
     logging_in ──login refused──> login_denied ──slow timer or operator──> logging_in
     any logged in ──401──> logging_in (re-login: join and READY again)
 
-The module holds no behaviour beyond small pure functions (the backoff delay,
+The module holds no behaviour beyond small pure functions (the refused-login delays,
 the cycle slots), so the rules can be tested without a clock.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
 
 import attrs
 
@@ -42,7 +41,6 @@ __all__ = [
     "AgentView",
     "Desired",
     "Hold",
-    "backoff_delay",
     "cycle_needed",
     "next_slot",
 ]
@@ -150,24 +148,6 @@ class AgentView:
 #: rarely mends itself: three slow retries (15 minutes, 1 hour, 4 hours) ride
 #: out a LiveVox-side glitch without looking like a password-guessing attack.
 DENIED_RETRY_DELAYS: tuple[float, ...] = (900.0, 3600.0, 14400.0)
-
-
-def backoff_delay(attempt: int, base: float, ceiling: float, jitter: Callable[[], float]) -> float:
-    """Return the wait before retry number ``attempt`` (1 for the first).
-
-    Exponential from ``base``, capped at ``ceiling``, with "equal jitter": a
-    delay ``d`` becomes a uniform draw from ``[d/2, d]``, so a pool that
-    failed all at once does not retry all at once, and no retry comes sooner
-    than half the nominal delay.
-
-    :param attempt: how many failures in a row, from 1.
-    :param base: the first nominal delay (``AgentTimings.backoff_base``).
-    :param ceiling: the largest nominal delay (``AgentTimings.backoff_max``).
-    :param jitter: returns a number in ``[0, 1)``.
-    """
-    exponent = min(max(attempt - 1, 0), 62)
-    nominal = min(ceiling, base * math.pow(2.0, exponent))
-    return nominal / 2 + nominal / 2 * jitter()
 
 
 #: LiveVox ends a session after this long without use (two hours).

@@ -1,6 +1,6 @@
 """The AI vendor's dispositions, three ways into one :class:`~lvgateway.calls.records.Disposition`.
 
-1. Headers on the vendor's BYE (DESIGN.md, "Contracts between the gateway
+1. Headers on the vendor's BYE (docs/design.md, "Contracts between the gateway
    and the AI vendor"): ``X-LV-Term-Code``, ``X-LV-Next-Action``,
    ``X-LV-Call-Outcome``, ``X-LV-Result``, ``X-LV-Account``,
    ``X-LV-Other1`` … ``X-LV-Other20``. :func:`disposition_from_headers`.

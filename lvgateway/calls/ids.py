@@ -15,7 +15,7 @@ to list it was not routed by LiveVox, and is ended; a read that fails or
 says nothing never ends a call.
 
 The same answer tells the wrap-up whether LiveVox has closed the call, which
-is how a term code whose answer was lost is known to have landed. LIVEVOX_API.md
+is how a term code whose answer was lost is known to have landed. docs/livevox-api.md
 allows two readings of a closed call's line: the call gone from it, or the
 last call still shown on a line that is READY or NOT READY again. Both count
 as closed; only a line INCALL or WRAPUP (or another state of a call still in
@@ -240,7 +240,7 @@ class IdFinder:
                 return Verdict.GONE
             last = n == len(schedule) - 1
             ready = self._pool.ready_since(record.agent)
-            # "just before the agent's last READY" (DESIGN.md): the call came
+            # "just before the agent's last READY" (docs/design.md): the call came
             # after it. The deciding read asks for the whole status.
             since = ready - 1.0 if ready and not last else None
             session: Session | None = None

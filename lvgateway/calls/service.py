@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lvgateway.agents.interfaces import IAgentPool
+from lvgateway.backoff import Backoff
 from lvgateway.calls.book import CallBook
 from lvgateway.calls.errors import (
     AlreadyWrappedUpError,
@@ -67,16 +68,15 @@ from lvgateway.calls.wrapup import StepListener, WrapupPipeline
 from lvgateway.config.model import AgentConfig, WrapupConfig
 from lvgateway.drain import DrainPhase, OrderedDrain
 from lvgateway.livevox.interfaces import IAiaAPI, ILiveVoxAgentAPI, ILiveVoxCallAPI
-from lvgateway.livevox.transport import RetryPolicy
 
 __all__ = ["CallService", "catalogue_agents", "default_retry"]
 
 log = Logger()
 
 
-def default_retry() -> RetryPolicy:
+def default_retry() -> Backoff:
     """The wrap-up's backoff: 1 s doubling to 30 s, each delay between half and all of that."""
-    return RetryPolicy(max_retries=0, base_delay=1.0, max_delay=30.0)
+    return Backoff(base=1.0, ceiling=30.0)
 
 
 def catalogue_agents(agents: Sequence[AgentConfig]) -> dict[str, str]:
@@ -131,7 +131,7 @@ class CallService(Service):
         clock: IReactorTime,
         registry: CollectorRegistry,
         services: Mapping[str, str] | None = None,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         refresh_interval: float = 900.0,
         purge_interval: float = 3600.0,
         new_call_id: Callable[[], str] = _new_call_id,

@@ -68,6 +68,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lvgateway.agents.interfaces import IAgentPool
+from lvgateway.backoff import Backoff
 from lvgateway.calls.book import CallBook
 from lvgateway.calls.ids import IdFinder, Sighting
 from lvgateway.calls.interfaces import ICallLegs
@@ -92,7 +93,6 @@ from lvgateway.livevox.errors import (
 )
 from lvgateway.livevox.interfaces import IAiaAPI, ILiveVoxCallAPI
 from lvgateway.livevox.parsing import Session
-from lvgateway.livevox.transport import RetryPolicy
 
 __all__ = ["StepListener", "WrapupPipeline"]
 
@@ -144,8 +144,7 @@ class WrapupPipeline:
     :param ids: reads the agent's status for ids and for "is the call closed".
     :param clock: backoff delays and the transfer bound run on it.
     :param metrics: the calls part's metrics.
-    :param retry: the backoff; ``max_retries`` is not used (the wrap-up
-        retries until ``max_age``).
+    :param retry: the backoff (the wrap-up retries until ``max_age``).
     """
 
     def __init__(
@@ -160,7 +159,7 @@ class WrapupPipeline:
         ids: IdFinder,
         clock: IReactorTime,
         metrics: CallMetrics,
-        retry: RetryPolicy,
+        retry: Backoff,
     ) -> None:
         self._book = book
         self._config = config

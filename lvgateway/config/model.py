@@ -433,6 +433,11 @@ class ChildProcessConfig:
     :param env: variables added to the gateway's environment.
     :param cwd: the working directory (relative to the config file's folder).
     :param stop_timeout: seconds between SIGTERM and SIGKILL at stop.
+    :param ready_url: an http(s) URL that answers 2xx once the child serves;
+        the gateway sends nothing to LiveVox before it does. ``None``: ready
+        once spawned.
+    :param ready_timeout: seconds to wait for ``ready_url`` before logging an
+        error and going on without it.
     """
 
     name: str
@@ -440,6 +445,8 @@ class ChildProcessConfig:
     env: Mapping[str, str]
     cwd: str
     stop_timeout: float
+    ready_url: str | None = None
+    ready_timeout: float = 30.0
 
 
 @attrs.frozen

@@ -667,6 +667,8 @@ def _child(t: Table) -> ChildProcessConfig:
         env=t.string_table("env"),
         cwd=t.path_value("cwd", "."),
         stop_timeout=t.number("stop_timeout", 15.0, low=0.1),
+        ready_url=t.checked("ready_url", _http_url, "an http(s) URL", None),
+        ready_timeout=t.number("ready_timeout", 30.0, low=0.1),
     )
     t.finish()
     return child

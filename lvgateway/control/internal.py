@@ -96,6 +96,11 @@ class Ready(BaseResource):
 class Metrics(BaseResource):
     """``/metrics``: the registry in the exposition format the scraper accepts.
 
+    The encoding is ``prometheus_client``'s own. Its ``twisted.MetricsResource``
+    is not used: it renders in the reactor's thread pool, and the gateway's
+    callback gauges (the wrap-up queue, Sippy's transactions) read state that
+    only the reactor thread may touch.
+
     :param registry: the gateway's registry, never ``prometheus_client``'s global one.
     """
 

@@ -1,7 +1,7 @@
 """The client for the client-specific AI Integration App (AIA) endpoint.
 
 The AIA carries call-specific data LiveVox screen-pops to a human agent
-(INTEGRATION_GUIDE.md, "Update the AIA"). Its URL, method, headers and body
+(docs/livevox-api.md, section 8, step 4). Its URL, method, headers and body
 come from a specification LiveVox writes per client, so everything about
 the request comes from :class:`~lvgateway.config.model.AiaConfig`: the URL,
 ``POST`` or ``PUT``, the header that carries the token, further static

@@ -13,7 +13,7 @@ Retried (repeating it leaves LiveVox in the same state as doing it once):
 
 ``login``
     A second login of the same user with the same API token returns the
-    same ``sessionId`` while one is valid (LIVEVOX_API.md §2, from LVNET
+    same ``sessionId`` while one is valid (docs/livevox-api.md §2, from LVNET
     and COGNIGY), so a repeat after a lost answer creates nothing new.
 ``session_validate``, ``term_codes``, ``contact_read``
     Reads.

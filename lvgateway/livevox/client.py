@@ -5,7 +5,7 @@ agent's :class:`~lvgateway.livevox.parsing.Session`, and all of them share
 one :class:`~lvgateway.livevox.transport.LiveVoxTransport` (and so its cap
 on requests in flight).
 
-Where LIVEVOX_API.md leaves a fact open, the reading chosen is noted at
+Where docs/livevox-api.md leaves a fact open, the reading chosen is noted at
 the method. The main ones:
 
 - ``agent`` at login, and ``moveAgentToNotReady`` at term code save, are

@@ -4,7 +4,7 @@ Every exception names the call that failed (a short name such as ``login``,
 ``service_join`` or ``term_code_save``, see :mod:`lvgateway.livevox.calls`),
 the HTTP status when there was one, and LiveVox's own ``code`` and
 ``message`` from its error body ``{"code": <int>, "message": "<text>"}``
-(LIVEVOX_API.md §5) when it sent one.
+(docs/livevox-api.md §5) when it sent one.
 
 The tree, by what a caller does about each::
 

@@ -1,6 +1,6 @@
 """Lenient parsing of LiveVox's JSON answers into attrs values.
 
-LIVEVOX_API.md marks most response types as inferred, so every reader here
+docs/livevox-api.md marks most response types as inferred, so every reader here
 accepts both readings it knows of:
 
 - ids as strings or numbers, always kept as strings (transaction ids pass

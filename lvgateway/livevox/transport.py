@@ -57,6 +57,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
+from lvgateway.backoff import Backoff
 from lvgateway.config.model import LiveVoxConfig
 from lvgateway.livevox.calls import CallSpec
 from lvgateway.livevox.errors import (
@@ -370,7 +371,7 @@ def error_for(
 
 @attrs.frozen
 class RetryPolicy:
-    """How a call that is safe to repeat is retried.
+    """How a call that is safe to repeat is retried: the gateway's one backoff, bounded in count.
 
     :param max_retries: repeats after the first attempt; 0 for none.
     :param base_delay: the delay before the first repeat, before jitter.
@@ -389,8 +390,7 @@ class RetryPolicy:
 
         :param retry: which repeat this is, from 0.
         """
-        ceiling = min(self.max_delay, self.base_delay * (2**retry))
-        return float(ceiling / 2 + ceiling / 2 * self.jitter())
+        return Backoff(self.base_delay, self.max_delay, self.jitter).delay(retry)
 
 
 class LiveVoxTransport:
@@ -423,6 +423,28 @@ class LiveVoxTransport:
             jitter=jitter,
         )
         self._slots = DeferredSemaphore(max(1, config.max_in_flight))
+        self._held: list[Deferred[None]] | None = None
+
+    def hold_until(self, opened: Deferred[Any]) -> None:
+        """Make every request wait until ``opened`` fires, whatever its result.
+
+        For a LiveVox that is a child process of the gateway (the demo's
+        simulator): requests made before it serves wait instead of failing.
+        The wait is not part of any request's timeout.
+
+        :param opened: fires when LiveVox may be asked.
+        """
+        held: list[Deferred[None]] = []
+        self._held = held
+
+        def release(result: object) -> None:
+            if self._held is held:
+                self._held = None
+            for waiter in held:
+                if not waiter.called:  # a cancelled request already fired its waiter
+                    waiter.callback(None)
+
+        opened.addBoth(release)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -546,6 +568,10 @@ class LiveVoxTransport:
         short: str,
     ) -> T:
         """Make one attempt under the in-flight cap, counting and logging it."""
+        if self._held is not None:
+            waiter: Deferred[None] = Deferred()
+            self._held.append(waiter)
+            await waiter
         self._metrics.waiting.inc()
         try:
             await self._slots.acquire()

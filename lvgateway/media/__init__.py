@@ -8,7 +8,7 @@
 - :mod:`lvgateway.media.errors`: what fails, and the SIP code each maps to.
 - :mod:`lvgateway.media.testing`: verified fakes, and an in-memory UDP reactor.
 
-A session attaches to the **vendor leg** (DESIGN.md, Sippy pitfall 6)::
+A session attaches to the **vendor leg** (docs/design.md, Sippy pitfall 6)::
 
     ua_vendor.on_local_sdp_change = media.on_caller_sdp_change
     ua_vendor.on_remote_sdp_change = media.on_callee_sdp_change

@@ -4,7 +4,7 @@
 A session's two SDP hooks have exactly the signatures and contracts of
 Sippy's ``UA.on_local_sdp_change`` and ``UA.on_remote_sdp_change``, and of
 Sippy's own ``Rtp_proxy_session``, so the SIP part attaches a session to the
-**vendor leg** (DESIGN.md, Sippy pitfall 6) as ``sippy/b2bua.py`` does::
+**vendor leg** (docs/design.md, Sippy pitfall 6) as ``sippy/b2bua.py`` does::
 
     ua_vendor.on_local_sdp_change = media.on_caller_sdp_change
     ua_vendor.on_remote_sdp_change = media.on_callee_sdp_change

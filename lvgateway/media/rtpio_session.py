@@ -3,7 +3,7 @@
 Sippy's session does the per-call SDP work, as in ``sippy/b2bua.py``: its
 ``caller`` side is LiveVox (the A leg), its ``callee`` side the vendor (the
 B leg), and the SIP part attaches :class:`RtpioMediaSession` to the vendor
-leg as it attaches the Twisted engine's sessions (DESIGN.md, pitfall 6).
+leg as it attaches the Twisted engine's sessions (docs/design.md, pitfall 6).
 What the wrapper adds:
 
 - *Both SDP hooks always answer through the callback.* Sippy's

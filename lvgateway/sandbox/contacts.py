@@ -1,6 +1,6 @@
 """The simulator's Contact Manager: create, partial update and read of LiveVox contacts.
 
-Contacts are kept in LiveVox's JSON shape (LIVEVOX_API.md section 4.1).
+Contacts are kept in LiveVox's JSON shape (docs/livevox-api.md section 4.1).
 
 - Create answers the new contact's id, or raises the exact duplicate answer
   ``{"code":202,"message":"Contact already exists!"}`` [C:EOSPY].

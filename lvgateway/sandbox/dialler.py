@@ -6,7 +6,7 @@ dialler at ``call_rate``) picks the READY agent that has been READY longest
 to it in the simulator (:meth:`Simulator.start_call`, which hands out a
 fresh callTransactionId and a LiveVox-like callSessionId such as
 ``U2DB327T65F1A2B3@10.101.21.216``), and sends the gateway an INVITE shaped
-like LiveVox's sample (INTEGRATION_GUIDE.md): Request-URI
+like LiveVox's sample (docs/livevox-api.md, section 8): Request-URI
 ``sip:+1899...@gateway:port``; From the customer's number; the sample's
 ``Record-Route``, ``Session-ID`` (= the callSessionId),
 ``Session-Expires: 1800;refresher=uac``, ``Supported: timer``, ``Allow``,

@@ -4,7 +4,7 @@ It answers every INVITE the sandbox's SIP stack hands it (180 at once, 200
 with its own SDP after the answer delay), records the INVITE's headers as
 they came on the wire (the gateway's ``X-LVGW-Call-ID`` and ``X-LV-*``
 context headers), echoes every RTP packet back to where it came from, and
-after the call duration ends the call as DESIGN.md's vendor contract says:
+after the call duration ends the call as docs/design.md's vendor contract says:
 a BYE carrying the disposition headers (``X-LV-Term-Code``,
 ``X-LV-Next-Action: done``, ``X-LV-Call-Outcome``, ``X-LV-Result``,
 ``X-LV-Account``, ``X-LV-Other1``...), or, for a transfer to a human, a

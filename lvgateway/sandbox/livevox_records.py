@@ -2,7 +2,7 @@
 
 The records are plain attrs classes, changed only by
 :class:`~lvgateway.sandbox.livevox_state.LiveVoxState`; the ``*_json``
-functions render them in the JSON shapes LIVEVOX_API.md documents (LVNET's
+functions render them in the JSON shapes docs/livevox-api.md documents (LVNET's
 models), ids and times as strings.
 """
 
@@ -277,7 +277,7 @@ def shown_call(line: AgentLine, show_last_call: bool = False) -> Call | None:
 
     :param line: the agent's line.
     :param show_last_call: show the last call, once closed, while the line
-        is READY or NOTREADY (the reading of LIVEVOX_API.md section 3.4 in
+        is READY or NOTREADY (the reading of docs/livevox-api.md section 3.4 in
         which LiveVox keeps a closed call on the line); without it a line
         shows only a call in progress.
     """

@@ -24,7 +24,7 @@ is a breach of that contract: it is refused with 400 as a
 :class:`ContractError`, which the simulator counts.
 
 Whether LiveVox's agent status still shows a closed call is not documented
-(LIVEVOX_API.md section 3.4): by default a line shows only a call in
+(docs/livevox-api.md section 3.4): by default a line shows only a call in
 progress; with ``status_shows_last_call`` a READY or NOTREADY line also shows
 its last call once closed.
 """

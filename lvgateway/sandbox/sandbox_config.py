@@ -37,7 +37,7 @@ DEFAULT_LISTEN = "tcp:7480:interface=127.0.0.1"
 #: LiveVox term code action types [C:LVNET ActionType].
 ACTION_TYPES = ("RPC_WITH_PAYMENT", "RPC_WITHOUT_PAYMENT", "WPC", "OTHER")
 
-#: Top-level fields of a LiveVox contact (LIVEVOX_API.md section 4.1), writable ones.
+#: Top-level fields of a LiveVox contact (docs/livevox-api.md section 4.1), writable ones.
 CONTACT_FIELDS = frozenset(
     {
         "account",
@@ -431,12 +431,12 @@ class SandboxConfig:
         API; when false such calls get 403.
     :param status_shows_last_call: whether ``POST /callControl/agent/status``
         shows the agent's last call, once closed, on a READY or NOTREADY line
-        (LIVEVOX_API.md section 3.4 leaves open whether LiveVox does); when
+        (docs/livevox-api.md section 3.4 leaves open whether LiveVox does); when
         false a line shows only a call in progress.
     :param refuse_term_code_in_call: whether a term code for a call still
         INCALL is refused with 400 until the call is ended
         (``customer/call/end``); when false (the default) it closes the call.
-        LIVEVOX_API.md does not say which LiveVox does.
+        docs/livevox-api.md does not say which LiveVox does.
     :param journal_size: how many requests the journal keeps.
     :param fault_seed: the seed of the random generator behind error rates.
     :param users: the logins.

@@ -1,6 +1,6 @@
 """The sandbox's SIP half: one Sippy stack shared by the AI echo bot and the LiveVox dialler.
 
-Sippy's state is process-wide (DESIGN.md, pitfall 10), so the sandbox process
+Sippy's state is process-wide (docs/design.md, pitfall 10), so the sandbox process
 has one SIP stack, on ``[sip] listen_host:listen_port`` (127.0.0.2:5080, the
 demo gateway's vendor endpoint ``sip:echo@127.0.0.2:5080``):
 

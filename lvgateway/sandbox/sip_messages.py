@@ -1,7 +1,7 @@
 """SIP message helpers for the sandbox's dialler and echo bot: headers as documented, and as received.
 
 Sippy re-cases header names on output (``X-LV-Term-Code`` would go out as
-``X-lv-term-code``) and lower-cases them on input (DESIGN.md, pitfall 3), so:
+``X-lv-term-code``) and lower-cases them on input (docs/design.md, pitfall 3), so:
 
 - :func:`cased_header` builds a header that goes out in the case given;
 - :class:`RawRequests` keeps the raw text of requests the stack receives, so

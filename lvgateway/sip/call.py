@@ -8,7 +8,7 @@ What this class adds:
 - the vendor leg fails over across the configured endpoints on timeout or
   5xx, with the gateway's own setup timers (no progress, no answer) and a
   maximum call length, each ending the call with a ``Reason``;
-- media is attached to the vendor leg (DESIGN.md, pitfall 6), so LiveVox's
+- media is attached to the vendor leg (docs/design.md, pitfall 6), so LiveVox's
   session refreshes stay identical and are answered locally;
 - every event that may end the call is reported to the call store, which
   decides once what it means (:mod:`lvgateway.calls.outcome`); this class

@@ -2,7 +2,7 @@
 
 Sippy re-cases every header it writes (``X-LV-Session-ID`` would go out as
 ``X-lv-session-id``); :func:`cased` makes one that keeps the case it was
-given. :func:`context_headers` is DESIGN.md's contract with the AI vendor for
+given. :func:`context_headers` is docs/design.md's contract with the AI vendor for
 the B leg's INVITE.
 """
 
@@ -68,7 +68,7 @@ def context_headers(
     static: Iterable[tuple[str, str]],
     pass_through: Iterable[str],
 ) -> list[Any]:
-    """Return the B leg's extra headers: DESIGN.md's context headers, then static and passed-through ones.
+    """Return the B leg's extra headers: docs/design.md's context headers, then static and passed-through ones.
 
     A header whose value is unknown is left out.
 

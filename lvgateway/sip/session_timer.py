@@ -1,6 +1,6 @@
 """RFC 4028 session timers for one leg of a bridged call.
 
-Sippy 2.5.0 has no session timers at all (DESIGN.md, pitfall 5). This module
+Sippy 2.5.0 has no session timers at all (docs/design.md, pitfall 5). This module
 holds what the gateway adds: reading ``Session-Expires``, ``Min-SE`` and
 ``Supported`` from a refresh, choosing the refresher the way RFC 4028
 section 9 says, the headers of the 2xx, and the two timers of a leg: the

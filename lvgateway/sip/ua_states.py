@@ -1,4 +1,4 @@
-"""Sippy's connected and re-INVITE states, corrected for a bridged call (DESIGN.md, pitfalls 5 and 6).
+"""Sippy's connected and re-INVITE states, corrected for a bridged call (docs/design.md, pitfalls 5 and 6).
 
 :class:`~lvgateway.sip.user_agent.GatewayUA` uses these in place of Sippy's
 ``UaStateConnected``, ``UasStateUpdating`` and ``UacStateUpdating`` (Sippy

@@ -1,6 +1,6 @@
 """Sippy's ``UA`` with the in-dialog behaviour a LiveVox call needs.
 
-Sippy 2.5.0, left alone, would hurt a LiveVox call in three ways (DESIGN.md,
+Sippy 2.5.0, left alone, would hurt a LiveVox call in three ways (docs/design.md,
 pitfalls 5, 7 and 8):
 
 - an in-dialog ``UPDATE`` gets no response at all, so LiveVox's session
