@@ -206,6 +206,8 @@ class VirtualAgent:
         self._stranded: StrandedCall | None = None
         #: The busy key whose "cannot be repaired" was already counted.
         self._noted: str | None = None
+        #: The stranded call last logged, with why a person must close it (if so).
+        self._stranded_logged: tuple[str | None, str | None] | None = None
         #: The Session-IDs of the latest INVITEs for the agent's number.
         self.invites = RecentInvites()
         self._lent_until = 0.0
@@ -1003,7 +1005,15 @@ class VirtualAgent:
         human = None
         if finding.unknown_call is not None:
             human = self._weigh_stranded(status, finding.unknown_call, now)
-        if finding.kind is not None:
+        if finding.kind == "unknown_call":
+            # The same stranded call is seen at every reconciliation until it
+            # is closed: counted and logged once, and again only when what
+            # is to be done about it changes.
+            sighting = (finding.unknown_call, human)
+            if sighting != self._stranded_logged:
+                self._stranded_logged = sighting
+                self._count_drift(finding.kind, finding.detail, human)
+        elif finding.kind is not None:
             self._count_drift(finding.kind, finding.detail, human)
         if finding.unknown_call is not None:
             if self.unknown_call != finding.unknown_call:
