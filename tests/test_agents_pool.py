@@ -260,3 +260,19 @@ def test_a_draining_pool_logs_nobody_in() -> None:
     assert r.state("AIVA1") == "logged_out"
     advance(r.clock, 600, step=10)
     assert r.lv.count("login") == 1
+
+
+def test_a_dismissed_call_leaves_its_agent_held_not_ready_until_an_operator_readies_it() -> None:
+    """LiveVox may still hold a dismissed call: the agent stays NOT READY (no READY tried) until readied."""
+    r = rig(1)
+    r.lv.dispatch("AIVA1")
+    r.pool.call_started("AIVA1", "c1")
+    r.pool.call_ended("AIVA1", "c1")
+    r.lv.term_code("AIVA1", move_not_ready=True)  # LiveVox has it NOT READY, as a dead letter leaves it
+    before = r.lv.count("ready")
+    r.pool.dismissed("AIVA1", "c1")
+    advance(r.clock, 600)
+    assert r.lv.count("ready") == before, "READY tried for an agent LiveVox may still hold"
+    assert probe(r.pool, "8990000001").refusal is Refusal.PAUSED
+    r.pool.force_ready("AIVA1")
+    assert r.state("AIVA1") == "ready" and r.lv.state_of("AIVA1") == "READY"

@@ -76,3 +76,19 @@ def test_fake_pool_sessions_and_records() -> None:
     fake.agent("AIVA2").logged_in = False
     assert fake.admit("8990000002").refusal is Refusal.LOGGED_OUT
     assert fake.move_to_not_ready_after_call("AIVA2") is True
+
+
+def test_fake_pool_holds_a_dismissed_calls_agent_like_the_real_pool() -> None:
+    """After a dismissed call both pools refuse the agent's calls the same way, and neither has it on the call."""
+    real = rig(1)
+    fake = FakeAgentPool([("AIVA1", "+18990000001")])
+    real.lv.dispatch("AIVA1")
+    for p in (real.pool, fake):
+        p.call_started("AIVA1", "c1")
+        p.call_ended("AIVA1", "c1")
+    real.lv.term_code("AIVA1", move_not_ready=True)
+    for p in (real.pool, fake):
+        p.dismissed("AIVA1", "c1")
+    refusals = [probe(p, "8990000001") for p in (real.pool, fake)]
+    assert refusals[0].refusal is refusals[1].refusal is Refusal.PAUSED
+    assert refusals[0].detail == refusals[1].detail

@@ -598,12 +598,14 @@ def test_redrive_of_a_dead_letter(h: Harness) -> None:
 
 
 def test_dismiss_of_a_dead_letter(h: Harness) -> None:
-    """Dismissing a dead letter gives up on it and hands its agent back to the pool NOT READY."""
+    """Dismissing a dead letter gives up on it and hands its agent back to the pool, held NOT READY."""
     call_id = dead_by_refusal(h)
     result_of(h.calls.dismiss(call_id))
     assert h.record(call_id).state is CallState.DISMISSED
     assert h.saved() == []
-    assert h.pool.wrapups_done() == {call_id: True}
+    assert [e[:3] for e in h.pool.events if e[0] == "dismissed"] == [
+        ("dismissed", h.record(call_id).agent, call_id)
+    ]
 
 
 def test_redrive_or_dismiss_of_a_live_record_is_refused(h: Harness) -> None:

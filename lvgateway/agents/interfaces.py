@@ -128,6 +128,14 @@ class IAgentPool(Interface):
             ``moveAgentToNotReady`` true (LiveVox left the agent NOT READY).
         """
 
+    def dismissed(user_name: str, call_id: str) -> None:
+        """Tell the pool an operator gave up the call's wrap-up (a dismissed dead letter).
+
+        LiveVox may still hold the call without its term code, and would
+        refuse READY: the agent is held NOT READY, as an operator's
+        ``not-ready`` holds it, until an operator readies it.
+        """
+
     def move_to_not_ready_after_call(user_name: str, close: CallClose | None = None) -> bool:
         """Return the ``moveAgentToNotReady`` flag for the term code of the call ``close`` describes.
 

@@ -373,6 +373,13 @@ class AgentPool(Service):
         if agent is not None:
             agent.wrapup_done(call_id, moved_not_ready)
 
+    def dismissed(self, user_name: str, call_id: str) -> None:
+        """An operator gave up the call's wrap-up: hold the agent NOT READY, then free it of the call."""
+        agent = self._find_logged(user_name, "dismissed")
+        if agent is not None:
+            agent.hold = Hold.NOT_READY
+            agent.wrapup_done(call_id, True)
+
     def move_to_not_ready_after_call(self, user_name: str, close: CallClose | None = None) -> bool:
         """Return ``moveAgentToNotReady`` for this agent's next term code.
 

@@ -57,6 +57,8 @@ class FakeAgent:
     session: Session | None = None
     login_error: Exception | None = None
     ready_since: float | None = None
+    #: Held NOT READY (a dismissed call's wrap-up), refused ``PAUSED`` as the real pool does.
+    held_not_ready: bool = False
     invites: RecentInvites = attrs.field(factory=RecentInvites, eq=False, repr=False)
 
     @property
@@ -125,6 +127,8 @@ class FakeAgentPool:
             detail = f"paused by {cause}"
         elif agent.call_id is not None or agent.reservation is not None:
             refusal, detail = Refusal.ON_CALL, f"on call {agent.call_id or '(being set up)'}"
+        elif agent.held_not_ready:
+            refusal, detail = Refusal.PAUSED, "held NOT READY by an operator"
         elif agent.refusal is not None:
             refusal, detail = agent.refusal, "refused by the test"
         elif not agent.logged_in:
@@ -167,6 +171,18 @@ class FakeAgentPool:
         agent = self.agent(user_name)
 
         def change() -> None:
+            if agent.call_id in (None, call_id):
+                agent.call_id, agent.in_wrapup = None, False
+
+        self._move(agent, change)
+
+    def dismissed(self, user_name: str, call_id: str) -> None:
+        """Record it; the agent is free of the call and held NOT READY (refused ``NOT_READY``)."""
+        self.events.append(("dismissed", user_name, call_id))
+        agent = self.agent(user_name)
+
+        def change() -> None:
+            agent.held_not_ready = True
             if agent.call_id in (None, call_id):
                 agent.call_id, agent.in_wrapup = None, False
 

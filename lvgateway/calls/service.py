@@ -601,13 +601,13 @@ class CallService(Service):
             call_id, state=CallState.DISMISSED, finished_at=self._clock.seconds()
         )
         log.warn(
-            "call {call_id}: dead letter dismissed by an operator; agent {agent} handed back"
-            " to the pool as NOT READY (term code {term_code})",
+            "call {call_id}: dead letter dismissed by an operator; agent {agent} held NOT READY"
+            " until an operator readies it (term code {term_code})",
             call_id=call_id,
             agent=record.agent,
             term_code=record.term_code.value,
         )
-        self._pool.wrapup_done(record.agent, call_id, True)
+        self._pool.dismissed(record.agent, call_id)
         self.gate.check(call_id)
         return saved
 

@@ -431,6 +431,12 @@ class StandInPool:
         for hook in list(self.on_wrapup_done):
             hook(user_name, call_id, moved_not_ready)
 
+    def dismissed(self, user_name: str, call_id: str) -> None:
+        """Note the agent free of the call and held NOT READY."""
+        if self.busy.get(user_name) == call_id:
+            del self.busy[user_name]
+        self.events.append(("dismissed", user_name, call_id, None))
+
     def move_to_not_ready_after_call(self, user_name: str, close: CallClose | None = None) -> bool:
         """True for the agents in :attr:`not_ready_after_call`, all while paused, or a failed step."""
         wanted_in = not self._paused and user_name not in self.not_ready_after_call
