@@ -36,6 +36,29 @@ def rejected(event: Any) -> bool:
     return isinstance(event, CCEventFail) and getattr(event, "reinvite_rejected", False)
 
 
+def _refuse_crossing_offer(state: Any, event: Any, eh: Any) -> Any:
+    """The other leg's offer reached a leg with an offer of its own pending: refuse it 491.
+
+    Sippy's ``UasStateUpdating`` and ``UacStateUpdating`` drop a
+    ``CCEventUpdate``, so the peer that sent that offer would never get a
+    final response. It happens in a glare across the bridge (both peers
+    re-INVITE at once) when the media's SDP hook answers on a later turn:
+    the offers then cross inside the gateway instead of on the wire. RFC
+    3261 section 14.1 answers crossing offers 491; the call goes on.
+    """
+    ua = state.ua
+    fail = CCEventFail((491, "Request Pending"), rtime=event.rtime, origin=ua.origin)
+    fail.reinvite_rejected = True
+    # Sippy's UA drops an event older than the last it emitted (emitPendingEvents
+    # compares their sequence numbers): a refusal numbered now would make this
+    # leg's own pending offer, numbered before it, look stale and vanish. The
+    # refusal takes the number of the offer it answers.
+    fail.seq = event.seq
+    log.info("call {call_id}: offers crossed: the other leg's is refused 491", call_id=ua.call_id)
+    ua.equeue.append(fail)
+    return None
+
+
 class GatewayConnected(UaStateConnected):  # type: ignore[misc]
     """A connected leg."""
 
@@ -179,6 +202,12 @@ class GatewayUacUpdating(UacStateUpdating):  # type: ignore[misc]
         ua.equeue.append(event)
         return (ua.UaStateConnected,)
 
+    def recvEvent(self, event: Any) -> Any:
+        # Sippy's UacStateUpdating has no event table: a method handles every event.
+        if isinstance(event, CCEventUpdate):
+            return _refuse_crossing_offer(self, event, event.getExtraHeaders())
+        return super().recvEvent(event)
+
 
 class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
     """The peer's re-INVITE on this leg awaits the other leg's answer."""
@@ -219,4 +248,5 @@ class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
         **UasStateUpdating.recv_event_handlers,
         CCEventConnect: _recvEventConnect,
         CCEventFail: _recvEventFail,
+        CCEventUpdate: _refuse_crossing_offer,
     }
