@@ -36,13 +36,18 @@ LIVEVOX = "127.0.0.1"
 VENDOR = "127.0.0.3"
 
 
-def start(tmp: Path, vendor_port: int, min_se: int = 90) -> SipGateway:
-    """As ``sip_gateway.start_gateway``, with ``[sip] session_min_se`` set to ``min_se``."""
-    config = gateway_config(tmp, [vendor_port])
+def start(tmp: Path, vendor_port: int, min_se: int = 90, media_timeout: int = 60) -> SipGateway:
+    """As ``sip_gateway.start_gateway``, with ``[sip] session_min_se`` set to ``min_se``.
+
+    The SIPp peers send no RTP: the vendor's silence is not probed with
+    OPTIONS (which the scenarios do not expect) within a minute, and the
+    media timeout is ``media_timeout`` seconds.
+    """
+    config = gateway_config(tmp, [vendor_port], media_timeout=media_timeout)
     config = attrs.evolve(
         config,
         sip=attrs.evolve(config.sip, session_min_se=min_se),
-        vendor=attrs.evolve(config.vendor, session_expires=0),
+        vendor=attrs.evolve(config.vendor, session_expires=0, silence_timeout=60.0),
     )
     pool = FakeAgentPool(FakeAgent(f"AIVA{n}", f"+189900000{n:02d}") for n in range(1, 5))
     calls = FakeCalls(reactor.seconds)  # type: ignore[attr-defined]
@@ -202,3 +207,75 @@ async def test_update_with_a_new_sdp_is_relayed_and_answered_with_the_vendors_an
     )
     await all_succeed(livevox, vendor)
     assert ended(gateway)[0]["reason"] == "caller_hangup"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "refreshes"),
+    [("livevox_gateway_refreshes_often.xml", 6), ("livevox_gateway_refreshes_by_reinvite.xml", 3)],
+    ids=["update", "reinvite"],
+)
+@pytest_twisted.ensureDeferred
+async def test_refresher_uas_makes_the_gateway_refresh_and_the_call_outlive_the_interval(
+    gateway: SipGateway, vendor_port: int, scenario: str, refreshes: int
+) -> None:
+    """Session-Expires: 2;refresher=uas: the gateway refreshes every second, by UPDATE where LiveVox allows it, else by re-INVITE.
+
+    Each refresh comes half an interval after the last one was answered, so
+    six refreshes (the scenario's loop) outlive three intervals; a call the
+    gateway did not keep alive would be ended at its first expiry, with BYE.
+    """
+    vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port, timeout=30)
+    livevox = sipp(
+        scenario,
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "2"},
+        hold_ms=200,
+        timeout=30,
+    )
+    await all_succeed(livevox, vendor)
+    [end] = ended(gateway)
+    assert end["reason"] == "caller_hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_reinvite_refused_by_livevox_is_relayed_and_the_call_goes_on(
+    gateway: SipGateway, tmp_path: Path, vendor_port: int
+) -> None:
+    """The vendor's re-INVITE refused 488 by LiveVox: the vendor gets 488, LiveVox's refresh is still answered, the call ends by LiveVox's BYE."""
+    vendor = sipp(
+        with_code(tmp_path, "vendor_reinvite_refused_by_livevox.xml", 488),
+        VENDOR,
+        port=vendor_port,
+        hold_ms=300,
+    )
+    livevox = sipp(
+        with_code(tmp_path, "livevox_refuses_reinvite.xml", 488),
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "30"},
+    )
+    await all_succeed(livevox, vendor)
+    [end] = ended(gateway)
+    assert end["reason"] == "caller_hangup"  # not the re-INVITE's failure
+
+
+@pytest_twisted.ensureDeferred
+async def test_refresh_reinvite_under_min_se_gets_422_and_the_call_goes_on(
+    gateway: SipGateway, vendor_port: int
+) -> None:
+    """An in-dialog refresh asking for 1 s, under the 2 s floor, gets 422 with Min-SE; a proper refresh then gets 200."""
+    vendor = sipp("vendor_answer.xml", VENDOR, port=vendor_port)
+    livevox = sipp(
+        "livevox_refresh_too_small.xml",
+        LIVEVOX,
+        ("127.0.0.1", gateway.port),
+        service="+18990000001",
+        keys={"session_expires": "30"},
+        hold_ms=200,
+    )
+    await all_succeed(livevox, vendor)
+    [end] = ended(gateway)
+    assert end["reason"] == "caller_hangup"
