@@ -172,6 +172,15 @@ async def test_glare_is_answered_491_both_ways_and_keeps_the_audio(
     """
     gateway, base = bridged
     dial_id, bot_id = await call_up(base)
+    # Bad requests are refused, saying what is wrong, and change nothing.
+    status, body = await http(base, "POST", f"/_sandbox/dial/{dial_id}/offer", {"kind": "hold"})
+    assert status == 400 and "reinvite, bodyless, update" in body["message"], body
+    status, body = await http(
+        base, "POST", f"/_sandbox/echo-bot/calls/{bot_id}/refuse-offer", {"code": 200}
+    )
+    assert status == 400 and "300 to 699" in body["message"], body
+    status, body = await http(base, "POST", "/_sandbox/dial/d999/glare")
+    assert status == 404, body
     status, body = await http(base, "POST", f"/_sandbox/dial/{dial_id}/glare")
     assert status == 200, body
 

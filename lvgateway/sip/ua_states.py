@@ -26,7 +26,13 @@ from twisted.logger import Logger
 
 from lvgateway.sip.session_timer import SessionTerms, TooSmall
 
-__all__ = ["GatewayConnected", "GatewayUacUpdating", "GatewayUasUpdating", "rejected"]
+__all__ = [
+    "GatewayConnected",
+    "GatewayUacUpdating",
+    "GatewayUasUpdating",
+    "refusal_of",
+    "rejected",
+]
 
 log = Logger()
 
@@ -34,6 +40,22 @@ log = Logger()
 def rejected(event: Any) -> bool:
     """Whether ``event`` is a re-INVITE the peer rejected (the call goes on), not a failed leg."""
     return isinstance(event, CCEventFail) and getattr(event, "reinvite_rejected", False)
+
+
+def refusal_of(ua: Any, event: Any, code: int, phrase: str) -> Any:
+    """The ``CCEventFail`` that refuses the other leg's offer ``event``, for ``ua`` to hand the call.
+
+    Marked a rejected re-INVITE (the call goes on). Sippy's UA drops an
+    event numbered before the last it emitted (``emitPendingEvents``): a
+    refusal numbered now would make an offer of this leg's own, numbered
+    before it and still on its way, look stale and vanish. So the refusal
+    takes the number of the offer it answers, unless that is already stale.
+    """
+    fail = CCEventFail((code, phrase), rtime=event.rtime, origin=ua.origin)
+    fail.reinvite_rejected = True
+    if ua.elast_seq is None or ua.elast_seq < event.seq:
+        fail.seq = event.seq
+    return fail
 
 
 def _refuse_crossing_offer(state: Any, event: Any, eh: Any) -> Any:
@@ -47,15 +69,8 @@ def _refuse_crossing_offer(state: Any, event: Any, eh: Any) -> Any:
     3261 section 14.1 answers crossing offers 491; the call goes on.
     """
     ua = state.ua
-    fail = CCEventFail((491, "Request Pending"), rtime=event.rtime, origin=ua.origin)
-    fail.reinvite_rejected = True
-    # Sippy's UA drops an event older than the last it emitted (emitPendingEvents
-    # compares their sequence numbers): a refusal numbered now would make this
-    # leg's own pending offer, numbered before it, look stale and vanish. The
-    # refusal takes the number of the offer it answers.
-    fail.seq = event.seq
     log.info("call {call_id}: offers crossed: the other leg's is refused 491", call_id=ua.call_id)
-    ua.equeue.append(fail)
+    ua.equeue.append(refusal_of(ua, event, 491, "Request Pending"))
     return None
 
 
