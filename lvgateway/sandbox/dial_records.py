@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from lvgateway.sandbox.livevox_records import LiveVoxError
+from lvgateway.sandbox.offers import OfferRecord
 from lvgateway.sandbox.rtp_media import MediaAddress, ProbeStats
 from lvgateway.sandbox.sandbox_config import DiallerConfig
 from lvgateway.sandbox.sip_messages import HeaderList
@@ -138,6 +139,8 @@ class CallResult:
     :param rtp_port: the dialler's RTP port.
     :param rtp: what the RTP probe sent and got back; final once ``done``.
     :param wrapup: ``WRAPUP`` once the simulator's line was moved, or why it was not.
+    :param offers: mid-call offers sent or received (:mod:`.offers`).
+    :param decoy_received: datagrams that reached the decoy port of a decoy offer; final once ``done``.
     :param done: the record is final (media drained, port closed).
     """
 
@@ -164,6 +167,8 @@ class CallResult:
     rtp_port: int | None = None
     rtp: ProbeStats | None = None
     wrapup: str | None = None
+    offers: list[OfferRecord] = attrs.field(factory=list)
+    decoy_received: int = 0
     done: bool = False
 
     def gateway_bye_headers(self) -> HeaderList | None:
@@ -212,5 +217,7 @@ class CallResult:
             "rtp": self.rtp.to_json() if self.rtp is not None else None,
             "audioOk": self.audio_ok,
             "wrapup": self.wrapup,
+            "offers": [o.to_json() for o in self.offers],
+            "decoyReceived": self.decoy_received,
             "done": self.done,
         }

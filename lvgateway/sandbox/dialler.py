@@ -69,7 +69,16 @@ from lvgateway.sandbox.dial_records import (
     livevox_invite_headers,
 )
 from lvgateway.sandbox.livevox_records import Call, LiveVoxError
+from lvgateway.sandbox.offers import (
+    DecoyPort,
+    OfferRecord,
+    check_kind,
+    check_reject_code,
+    refuse_offer,
+    send_offer,
+)
 from lvgateway.sandbox.rtp_media import (
+    ProbeStats,
     RtpProbe,
     listen_rtp,
     parse_sdp,
@@ -108,6 +117,14 @@ class _LiveCall:
     timers: list[IDelayedCall] = attrs.field(factory=list)
     ending: str | None = None
     finished: bool = False
+    session_id: int = 0
+    sdp_version: int = 1
+    #: The re-INVITE this call sent and awaits the answer to, with its SDP.
+    pending_offer: tuple[OfferRecord, str] | None = None
+    #: The status the next offer received is refused with, if asked.
+    refuse_next: int | None = None
+    decoy: DecoyPort | None = None
+    decoy_port: IListeningPort | None = None
 
 
 @attrs.define
@@ -377,7 +394,8 @@ class Dialler(Service):
         port = listen_rtp(self._reactor, probe, self._rtp_host)
         try:
             rtp_port: int = port.getHost().port  # type: ignore[attr-defined]
-            sdp = sdp_body(self._rtp_host, rtp_port, session_id=secrets.randbits(31))
+            session_id = secrets.randbits(31)
+            sdp = sdp_body(self._rtp_host, rtp_port, session_id=session_id)
             now = self._reactor.seconds()
             stamp = f"{int(now) & 0xFFFFFFFF:08x}"
             hexes = [secrets.token_hex(4) for _ in range(3)]
@@ -404,7 +422,7 @@ class Dialler(Service):
                 started_at=now,
                 rtp_port=rtp_port,
             )
-            live = _LiveCall(result, None, probe, port, sdp, call_duration)
+            live = _LiveCall(result, None, probe, port, sdp, call_duration, session_id=session_id)
             ua = CapturingUA(
                 self._global_config(),
                 event_cb=partial(self._on_event, live),
@@ -484,6 +502,78 @@ class Dialler(Service):
         except Exception:
             log.failure("dialler: a scheduled action raised")
 
+    # -- mid-call offers (lvgateway.sandbox.offers) -----------------------------
+
+    def _answered_call(self, call_id: str) -> _LiveCall:
+        result = self.result(call_id)
+        live = self._live.get(result.id) if result is not None else None
+        if live is None or live.result.answered_at is None:
+            raise KeyError(call_id)
+        return live
+
+    def offer(self, call_id: str, kind: str, *, decoy: bool = False) -> CallResult:
+        """Make a new offer in an answered call: ``reinvite``, ``bodyless`` or ``update``.
+
+        The new SDP names the probe's port with the ``o=`` version bumped, or,
+        with ``decoy``, a port that only counts what reaches it (for an offer
+        meant to be refused). How it was settled goes to ``result.offers``.
+
+        :raises KeyError: if no such call is up and answered.
+        :raises ValueError: for an unknown kind, or while an offer is pending.
+        """
+        check_kind(kind)
+        live = self._answered_call(call_id)
+        if live.pending_offer is not None:
+            raise ValueError(f"call {call_id} has an offer pending")
+        port = live.result.rtp_port
+        assert port is not None
+        if decoy:
+            live.decoy = live.decoy or DecoyPort()
+            if live.decoy_port is None:
+                live.decoy_port = listen_rtp(self._reactor, live.decoy, self._rtp_host)
+            port = live.decoy_port.getHost().port  # type: ignore[attr-defined]
+        live.sdp_version += 1
+        sdp = sdp_body(self._rtp_host, port, session_id=live.session_id, version=live.sdp_version)
+        record = OfferRecord(kind, self._reactor.seconds(), decoy=decoy)
+        live.result.offers.append(record)
+        log.info("dialler: call {call}: sending an offer ({kind})", call=live.result.id, kind=kind)
+        if kind == "reinvite":
+            live.pending_offer = (record, sdp)
+        send_offer(live.ua, kind, sdp, live.sdp, partial(self._offer_settled, live, record, sdp))
+        return live.result
+
+    def refuse_next_offer(self, call_id: str, code: int) -> CallResult:
+        """Refuse the next offer the gateway sends in this call with ``code`` (once).
+
+        :raises KeyError: if no such call is up and answered.
+        :raises ValueError: for a code that is not a final status.
+        """
+        live = self._answered_call(call_id)
+        live.refuse_next = check_reject_code(code)
+        return live.result
+
+    def rtp_now(self, call_id: str) -> ProbeStats | None:
+        """What a call's probe has sent and got back so far, while it is up."""
+        result = self.result(call_id)
+        live = self._live.get(result.id) if result is not None else None
+        return live.probe.stats() if live is not None else None
+
+    def _offer_settled(
+        self, live: _LiveCall, record: OfferRecord, sdp: str, code: int, phrase: str, body: Any
+    ) -> None:
+        record.settle(code, phrase, self._reactor.seconds(), live.probe.received)
+        log.info(
+            "dialler: call {call}: offer ({kind}) answered {code}",
+            call=live.result.id,
+            kind=record.kind,
+            code=code,
+        )
+        if 200 <= code < 300 and not live.finished:
+            if record.kind != "bodyless":
+                live.sdp = sdp
+            if body is not None:
+                self._media(live, body)
+
     # -- Sippy's callbacks ----------------------------------------------------
 
     def _on_event(self, live: _LiveCall, event: Any, ua: Any) -> None:
@@ -499,6 +589,9 @@ class Dialler(Service):
                 if r.state == "calling":
                     r.state = "ringing"
         elif isinstance(event, CCEventConnect):
+            if live.pending_offer is not None and r.answered_at is not None:
+                self._reinvite_settled(live, int(data[0]), str(data[1]), data[2])
+                return
             if r.answered_at is not None or live.finished:
                 return
             code, reason, body = data[0], data[1], data[2]
@@ -517,12 +610,32 @@ class Dialler(Service):
                     )
                 )
         elif isinstance(event, CCEventFail | CCEventRedirect):
-            if data and r.final_code is None:
+            if live.pending_offer is not None and r.answered_at is not None:
+                self._reinvite_settled(live, int(data[0]), str(data[1]), None)
+            elif data and r.final_code is None:
                 r.final_code, r.final_reason = int(data[0]), str(data[1])
         elif isinstance(event, CCEventUpdate) and not live.finished:
-            # A re-INVITE from the gateway with a new offer: follow it, answer with ours.
+            # A re-INVITE from the gateway with a new offer: follow it, answer with
+            # ours; or refuse it, as asked, and keep the media as it was.
+            record = OfferRecord("received", now)
+            r.offers.append(record)
+            if live.refuse_next is not None:
+                code, live.refuse_next = live.refuse_next, None
+                refuse_offer(ua, code)
+                record.settle(code, "refused", now, live.probe.received)
+                return
             self._media(live, data)
             ua.recvEvent(CCEventConnect((200, "OK", MsgBody(live.sdp))))
+            record.settle(200, "OK", now, live.probe.received)
+
+    def _reinvite_settled(self, live: _LiveCall, code: int, phrase: str, body: Any) -> None:
+        """The final response to this call's own re-INVITE, which Sippy's states handled."""
+        assert live.pending_offer is not None
+        (record, sdp), live.pending_offer = live.pending_offer, None
+        if code >= 300:
+            # Sippy forgets the local SDP when its re-INVITE is refused: the session keeps it.
+            live.ua.lSDP = MsgBody(live.sdp)
+        self._offer_settled(live, record, sdp, code, phrase, body)
 
     def _media(self, live: _LiveCall, body: Any) -> None:
         media = parse_sdp(str(body)) if body is not None else None
@@ -588,6 +701,9 @@ class Dialler(Service):
         live.timers.clear()
         r.rtp = live.probe.stats(grace=max(self.config.rtp_drain, 0.2))
         live.port.stopListening()
+        if live.decoy_port is not None and live.decoy is not None:
+            r.decoy_received = live.decoy.received
+            live.decoy_port.stopListening()
         self._draining.pop(r.id, None)
         r.done = True
         log.info(

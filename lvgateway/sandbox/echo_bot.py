@@ -50,6 +50,14 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.logger import Logger
 
 from lvgateway.sandbox.echo_records import EchoCall, EchoRule, EchoScript
+from lvgateway.sandbox.offers import (
+    DecoyPort,
+    OfferRecord,
+    check_kind,
+    check_reject_code,
+    refuse_offer,
+    send_offer,
+)
 from lvgateway.sandbox.rtp_media import RtpEcho, listen_rtp, parse_sdp, sdp_body
 from lvgateway.sandbox.sandbox_config import EchoBotConfig
 from lvgateway.sandbox.sip_messages import (
@@ -295,10 +303,18 @@ class EchoBot:
         call.echo = echo
         call.rtp_port = call._port.getHost().port  # type: ignore[attr-defined]
 
-    def _sdp(self, call: EchoCall) -> MsgBody:
+    def _sdp(self, call: EchoCall, port: int | None = None) -> MsgBody:
+        """The bot's SDP for ``call``: its RTP port (or ``port``), at the call's ``o=`` version."""
         assert call.rtp_port is not None
         session = int(call.received_at) & 0x7FFFFFFF
-        return MsgBody(sdp_body(self._rtp_host, call.rtp_port, session_id=session))
+        return MsgBody(
+            sdp_body(
+                self._rtp_host,
+                port or call.rtp_port,
+                session_id=session,
+                version=call.sdp_version,
+            )
+        )
 
     def _answer(self, call: EchoCall) -> None:
         if call.state != "ringing":
@@ -364,15 +380,87 @@ class EchoBot:
         event.extra_headers = tuple(header_pairs(headers))
         call._ua.recvEvent(event)
 
+    # -- mid-call offers (lvgateway.sandbox.offers) -----------------------------
+
+    def _answered_call(self, call_id: str) -> EchoCall:
+        call = self.call(call_id)
+        if call is None or call.state != "answered":
+            raise KeyError(call_id)
+        return call
+
+    def offer(self, call_id: str, kind: str, *, decoy: bool = False) -> EchoCall:
+        """As :meth:`lvgateway.sandbox.dialler.Dialler.offer`, from the bot; see ``call.offers``."""
+        check_kind(kind)
+        call = self._answered_call(call_id)
+        if call.pending_offer is not None:
+            raise ValueError(f"call {call_id} has an offer pending")
+        port = None
+        if decoy:
+            call.decoy = call.decoy or DecoyPort()
+            if call._decoy_port is None:
+                call._decoy_port = listen_rtp(self._reactor, call.decoy, self._rtp_host)
+            port = call._decoy_port.getHost().port  # type: ignore[attr-defined]
+        answer = str(self._sdp(call))
+        call.sdp_version += 1
+        sdp = str(self._sdp(call, port))
+        record = OfferRecord(kind, self._reactor.seconds(), decoy=decoy)
+        call.offers.append(record)
+        log.info("echo bot: call {call}: sending an offer ({kind})", call=call.id, kind=kind)
+        if kind == "reinvite":
+            call.pending_offer = record
+        send_offer(call._ua, kind, sdp, answer, partial(self._offer_settled, call, record))
+        return call
+
+    def refuse_next_offer(self, call_id: str, code: int) -> EchoCall:
+        """As :meth:`lvgateway.sandbox.dialler.Dialler.refuse_next_offer`."""
+        call = self._answered_call(call_id)
+        call.refuse_next = check_reject_code(code)
+        return call
+
+    def _offer_settled(
+        self, call: EchoCall, record: OfferRecord, code: int, phrase: str, body: Any
+    ) -> None:
+        received = call.echo.received if call.echo is not None else 0
+        record.settle(code, phrase, self._reactor.seconds(), received)
+        log.info(
+            "echo bot: call {call}: offer ({kind}) answered {code}",
+            call=call.id,
+            kind=record.kind,
+            code=code,
+        )
+        if 200 <= code < 300 and body is not None:
+            call.remote_media = parse_sdp(str(body)) or call.remote_media
+
     # -- Sippy's callbacks --------------------------------------------------
 
     def _on_event(self, call: EchoCall, event: Any, ua: Any) -> None:
-        if isinstance(event, CCEventUpdate) and call.state == "answered":
-            # A re-INVITE with a new offer (or none, for hold): answer with our SDP.
+        pending = call.pending_offer
+        if isinstance(event, CCEventConnect | CCEventFail) and pending is not None:
+            # The final response to the bot's own re-INVITE (Sippy's states handled it).
+            call.pending_offer = None
+            code, phrase = event.getData()[:2]
+            if code >= 300:
+                # Sippy forgets the local SDP when its re-INVITE is refused: the
+                # session goes on with the bot's own port.
+                ua.lSDP = self._sdp(call)
+            body = event.getData()[2] if len(event.getData()) > 2 else None
+            self._offer_settled(call, pending, int(code), str(phrase), body)
+        elif isinstance(event, CCEventUpdate) and call.state == "answered":
+            # A re-INVITE with a new offer (or none, for hold): answer with our
+            # SDP; or refuse it, as asked.
+            record = OfferRecord("received", self._reactor.seconds())
+            call.offers.append(record)
+            received = call.echo.received if call.echo is not None else 0
+            if call.refuse_next is not None:
+                code, call.refuse_next = call.refuse_next, None
+                refuse_offer(ua, code)
+                record.settle(code, "refused", self._reactor.seconds(), received)
+                return
             body = event.getData()
             if body is not None:
                 call.remote_media = parse_sdp(str(body)) or call.remote_media
             ua.recvEvent(CCEventConnect((200, "OK", self._sdp(call))))
+            record.settle(200, "OK", self._reactor.seconds(), received)
 
     def _on_peer_request(self, call: EchoCall, req: Any) -> None:
         if self._raw is not None:
@@ -422,6 +510,9 @@ class EchoBot:
         if call._port is not None:
             port, call._port = call._port, None
             self._lingering[port] = self._reactor.callLater(ECHO_LINGER, self._close, port)
+        if call._decoy_port is not None:
+            decoy, call._decoy_port = call._decoy_port, None
+            self._lingering[decoy] = self._reactor.callLater(ECHO_LINGER, self._close, decoy)
         log.info(
             "echo bot: call {call} ended ({ended_by}); RTP {rtp}",
             call=call.id,

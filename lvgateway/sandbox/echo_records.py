@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 
+from lvgateway.sandbox.offers import DecoyPort, OfferRecord
 from lvgateway.sandbox.rtp_media import MediaAddress, RtpEcho
 from lvgateway.sandbox.sip_messages import HeaderList
 
@@ -191,6 +192,8 @@ class EchoCall:
     :param peer_requests: in-dialog requests received: method and headers.
     :param rtp_port: the bot's RTP port, when it answers.
     :param echo: what the RTP echo saw.
+    :param offers: mid-call offers sent or received (:mod:`.offers`).
+    :param decoy: the decoy port of a decoy offer, if one was made.
     """
 
     id: str
@@ -214,7 +217,15 @@ class EchoCall:
     peer_requests: list[tuple[str, HeaderList]] = attrs.field(factory=list)
     rtp_port: int | None = None
     echo: RtpEcho | None = None
+    offers: list[OfferRecord] = attrs.field(factory=list)
+    decoy: DecoyPort | None = None
+    sdp_version: int = 1
+    #: The status the next offer received is refused with, if asked.
+    refuse_next: int | None = None
+    #: The re-INVITE this call sent and awaits the answer to.
+    pending_offer: OfferRecord | None = None
     _ua: Any = attrs.field(default=None, repr=False)
+    _decoy_port: IListeningPort | None = attrs.field(default=None, repr=False)
     _port: IListeningPort | None = attrs.field(default=None, repr=False)
     _timers: list[IDelayedCall] = attrs.field(factory=list, repr=False)
     _ending: str | None = attrs.field(default=None, repr=False)
@@ -262,4 +273,6 @@ class EchoCall:
             "peerByeHeaders": bye.to_json() if bye is not None else None,
             "rtpPort": self.rtp_port,
             "rtp": self.echo.to_json() if self.echo is not None else None,
+            "offers": [o.to_json() for o in self.offers],
+            "decoyReceived": self.decoy.received if self.decoy is not None else 0,
         }

@@ -45,9 +45,19 @@ POST     ``/dial``                           place a call: optional ``agent`` or
                                              ``{"call": result}``; 409 no READY
                                              agent, 429 over the rate, 503 a bound
 POST     ``/dial/{id}/hangup``               BYE (or CANCEL) now
+POST     ``/dial/{id}/offer``                a new offer in the answered call:
+                                             ``kind`` (``reinvite``, ``bodyless``,
+                                             ``update``), ``decoy`` (bool); its
+                                             outcome goes to the result's ``offers``
+POST     ``/dial/{id}/refuse-offer``         refuse the next offer received with
+                                             ``code`` (300-699), once
+POST     ``/dial/{id}/glare``                the dialler and the echo bot (its call
+                                             with the same Session-ID) re-INVITE
+                                             at once
 GET      ``/calls/results?limit=N``          ``{"summary": ..., "results": [...]}``
 GET      ``/calls/results/{id}``             one result (by id, SIP Call-ID or
-                                             callSessionId)
+                                             callSessionId); ``rtpNow``: the
+                                             probe's counts so far, while it is up
 GET      ``/dialler``                        the dialler's summary
 POST     ``/dialler/start``                  ``{"rate", "count"}`` (both optional)
 POST     ``/dialler/stop``                   stop the automatic dialler
@@ -56,6 +66,8 @@ GET      ``/echo-bot/calls/{id}``            one call (by id, SIP Call-ID or the
                                              gateway's X-LVGW-Call-ID)
 POST     ``/echo-bot/calls/{id}/hangup``     BYE now, or REFER with
                                              ``{"transfer": true}``
+POST     ``/echo-bot/calls/{id}/offer``      as ``/dial/{id}/offer``, from the bot
+POST     ``/echo-bot/calls/{id}/refuse-offer`` as ``/dial/{id}/refuse-offer``
 GET      ``/echo-bot/scripts``               the default and the queued scripts
 POST     ``/echo-bot/scripts``               queue a script: ``ani``, ``dnis``
                                              (patterns), ``count`` (default 1,
@@ -262,6 +274,14 @@ def _sip(
             return 200, {"call": dialler.hangup(path[1]).to_json()}
         except KeyError:
             raise LiveVoxError(404, f"No call {path[1]} is up") from None
+    if len(path) == 3 and path[0] == "dial" and path[2] == "glare" and method == "POST":
+        try:
+            result, bot_call = sip.glare(path[1])
+        except KeyError:
+            raise LiveVoxError(404, f"No answered call {path[1]} at both ends") from None
+        return 200, {"call": result.to_json(), "echoBotCall": bot_call.to_json()}
+    if len(path) == 3 and path[0] == "dial" and method == "POST":
+        return _offer_action(dialler, path[1], path[2], body)
     if path == ("calls", "results") and method == "GET":
         limit = _int_query(request, "limit", None)
         results = list(dialler.results)
@@ -272,7 +292,8 @@ def _sip(
         found = dialler.result(path[2])
         if found is None:
             raise LiveVoxError(404, f"No call result {path[2]}")
-        return 200, {"call": found.to_json()}
+        now = dialler.rtp_now(path[2])
+        return 200, {"call": found.to_json(), "rtpNow": now.to_json() if now else None}
     if path == ("dialler",) and method == "GET":
         return 200, dialler.summary()
     if path == ("dialler", "start") and method == "POST":
@@ -291,6 +312,9 @@ def _sip(
         if call is None:
             raise LiveVoxError(404, f"No echo bot call {path[2]}")
         return 200, {"call": call.to_json()}
+    if len(path) == 4 and path[:2] == ("echo-bot", "calls") and method == "POST":
+        if path[3] in ("offer", "refuse-offer"):
+            return _offer_action(bot, path[2], path[3], body)
     if len(path) == 4 and path[:2] == ("echo-bot", "calls") and path[3] == "hangup":
         if method != "POST":
             raise LiveVoxError(405, "Method not allowed")
@@ -322,3 +346,21 @@ def _sip(
             bot.clear_scripts()
             return 200, {"scripts": []}
     raise LiveVoxError(404, "Resource not found")
+
+
+def _offer_action(
+    party: Any, call_id: str, action: str, body: Mapping[str, Any]
+) -> tuple[int, Any]:
+    """``offer`` or ``refuse-offer`` for the dialler's or the echo bot's call (:mod:`.offers`)."""
+    try:
+        if action == "offer":
+            call = party.offer(
+                call_id, _field(body, "kind", (str,)), decoy=_field(body, "decoy", (bool,), False)
+            )
+        elif action == "refuse-offer":
+            call = party.refuse_next_offer(call_id, _field(body, "code", (int,)))
+        else:
+            raise LiveVoxError(404, "Resource not found")
+    except KeyError:
+        raise LiveVoxError(404, f"No answered call {call_id} is up") from None
+    return 200, {"call": call.to_json()}

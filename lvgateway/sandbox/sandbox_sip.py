@@ -137,6 +137,29 @@ class SandboxSip(Service):
         tm = self.stack.tm
         return len(tm.tclient) if tm is not None and tm.tclient else 0
 
+    def glare(self, call_id: str) -> tuple[Any, Any]:
+        """Make the dialler's call and the echo bot's end of it re-INVITE in the same reactor turn.
+
+        The bot's end is its call whose ``X-LV-Session-ID`` is the dialler's
+        callSessionId. Both offers cross in the gateway: RFC 3261 section
+        14.1 has each side answer the other 491.
+
+        :return: the dialler's result and the bot's call.
+        :raises KeyError: unless both ends are up and answered.
+        """
+        result = self.dialler.result(call_id)
+        if result is None:
+            raise KeyError(call_id)
+        ends = [
+            call
+            for call in self.echo_bot.live_calls()
+            if call.headers.get("X-LV-Session-ID") == result.call_session_id
+        ]
+        if len(ends) != 1:
+            raise KeyError(call_id)
+        self.dialler.offer(call_id, "reinvite")
+        return result, self.echo_bot.offer(ends[0].id, "reinvite")
+
     def handle_request(self, req: Any, sip_t: Any) -> Any:
         """Sippy's callback for requests no user agent claimed.
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from sippy.CCEvents import (
@@ -149,6 +150,10 @@ class BridgedCall:
         self._livevox_down = False
         self._vendor_down = True
         self.sip_code: int | None = None
+        #: Per side (``livevox``, ``vendor``), the SDP the media was last told of, as that side sent it.
+        self._media_sdp: dict[str, Any] = {}
+        #: Per side, that SDP as of the last offer/answer both legs completed.
+        self._agreed_sdp: dict[str, Any] = {}
         #: When the INVITE was accepted and the vendor answered, on the reactor's clock.
         self.started_at: float = reactor.seconds()
         self.connected_at: float | None = None
@@ -167,6 +172,7 @@ class BridgedCall:
         if rejected(event):
             if self.ua_o is not None and self.phase is CallPhase.CONNECTED:
                 self.ua_o.recvEvent(event)  # the vendor's re-INVITE: LiveVox's refusal goes back
+                self._restore_media("vendor")
             return
         if isinstance(event, CCEventDisconnect | CCEventFail):
             self._livevox_down = True
@@ -174,6 +180,8 @@ class BridgedCall:
             return
         if self.ua_o is not None and self.phase in (CallPhase.DIALLING, CallPhase.CONNECTED):
             self.ua_o.recvEvent(event)
+            if isinstance(event, CCEventConnect):
+                self._media_agreed()  # LiveVox answered the vendor's offer
             self._note_dialogs()  # a relayed re-INVITE or UPDATE takes a vendor-leg CSeq
 
     def _too_small(self, too_small: TooSmall) -> None:
@@ -286,8 +294,8 @@ class BridgedCall:
         )
         ua.on_session_expired = lambda why: self._session_expired("vendor", why)
         ua.local_ua = self._global_config.get("_uaname")
-        ua.on_local_sdp_change = self.media.on_caller_sdp_change
-        ua.on_remote_sdp_change = self.media.on_callee_sdp_change
+        ua.on_local_sdp_change = partial(self._tell_media, "livevox")
+        ua.on_remote_sdp_change = partial(self._tell_media, "vendor")
         self.ua_o = ua
         self._vendor_down = False
         self.endpoint = endpoint
@@ -346,6 +354,7 @@ class BridgedCall:
         elif rejected(event):
             if self.phase is CallPhase.CONNECTED:
                 self.ua_a.recvEvent(event)  # LiveVox's re-INVITE: the vendor's refusal goes back
+                self._restore_media("livevox")
         elif isinstance(event, CCEventRedirect):
             self._vendor_redirected(event)
         elif isinstance(event, CCEventFail):
@@ -379,9 +388,53 @@ class BridgedCall:
             )
             log.info("call {call_id}: connected to the vendor", call_id=self.call_id)
         self.ua_a.recvEvent(event)
+        self._media_agreed()  # the vendor answered LiveVox's offer
         if terms is not None:
             self.ua_a.session_refreshed(terms)  # the 200 granted them: LiveVox's session runs
         self._note_dialogs()  # both legs confirmed; later, a re-INVITE answered
+
+    # -- media across offer/answer ------------------------------------------------
+
+    def _tell_media(self, side: str, body: Any, result_callback: Callable[..., Any]) -> Any:
+        """Sippy's SDP hook on the vendor leg: note the side's SDP as sent, then hand it to the media."""
+        self._media_sdp[side] = body.getCopy() if body is not None else None
+        if side == "livevox":
+            return self.media.on_caller_sdp_change(body, result_callback)
+        return self.media.on_callee_sdp_change(body, result_callback)
+
+    def _media_agreed(self) -> None:
+        """An offer/answer completed on both legs: the SDPs the media has are the call's."""
+        self._agreed_sdp = dict(self._media_sdp)
+
+    def _restore_media(self, side: str) -> None:
+        """``side``'s offer was refused: point its media back at the SDP both legs last agreed on.
+
+        Sippy calls the SDP hook with the offer as it goes to the other leg,
+        so the media already sends to the offer's address; when that leg
+        refuses it, Sippy restores nothing (and the UA states here restore
+        only the dialog's SDP). Left so, a refused offer naming a new address
+        would send that side's audio where nobody listens.
+        """
+        agreed = self._agreed_sdp.get(side)
+        told = self._media_sdp.get(side)
+        if agreed is None or told is None or str(agreed) == str(told):
+            return
+        log.info(
+            "call {call_id}: {side}'s offer was refused: its media goes back to the agreed SDP",
+            call_id=self.call_id,
+            side=side,
+        )
+
+        def restored(body: Any, ex: Any = None) -> None:
+            if ex is not None:
+                log.warn(
+                    "call {call_id}: restoring {side}'s media failed: {error}",
+                    call_id=self.call_id,
+                    side=side,
+                    error=ex,
+                )
+
+        self._tell_media(side, agreed.getCopy(), restored)
 
     def _vendor_failed(self, event: Any) -> None:
         code, phrase = event.getData()[:2]

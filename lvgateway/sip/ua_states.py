@@ -26,7 +26,13 @@ from twisted.logger import Logger
 
 from lvgateway.sip.session_timer import SessionTerms, TooSmall
 
-__all__ = ["GatewayConnected", "GatewayUacUpdating", "GatewayUasUpdating", "rejected"]
+__all__ = [
+    "GatewayConnected",
+    "GatewayUacUpdating",
+    "GatewayUasUpdating",
+    "refusal_of",
+    "rejected",
+]
 
 log = Logger()
 
@@ -34,6 +40,38 @@ log = Logger()
 def rejected(event: Any) -> bool:
     """Whether ``event`` is a re-INVITE the peer rejected (the call goes on), not a failed leg."""
     return isinstance(event, CCEventFail) and getattr(event, "reinvite_rejected", False)
+
+
+def refusal_of(ua: Any, event: Any, code: int, phrase: str) -> Any:
+    """The ``CCEventFail`` that refuses the other leg's offer ``event``, for ``ua`` to hand the call.
+
+    Marked a rejected re-INVITE (the call goes on). Sippy's UA drops an
+    event numbered before the last it emitted (``emitPendingEvents``): a
+    refusal numbered now would make an offer of this leg's own, numbered
+    before it and still on its way, look stale and vanish. So the refusal
+    takes the number of the offer it answers, unless that is already stale.
+    """
+    fail = CCEventFail((code, phrase), rtime=event.rtime, origin=ua.origin)
+    fail.reinvite_rejected = True
+    if ua.elast_seq is None or ua.elast_seq < event.seq:
+        fail.seq = event.seq
+    return fail
+
+
+def _refuse_crossing_offer(state: Any, event: Any, eh: Any) -> Any:
+    """The other leg's offer reached a leg with an offer of its own pending: refuse it 491.
+
+    Sippy's ``UasStateUpdating`` and ``UacStateUpdating`` drop a
+    ``CCEventUpdate``, so the peer that sent that offer would never get a
+    final response. It happens in a glare across the bridge (both peers
+    re-INVITE at once) when the media's SDP hook answers on a later turn:
+    the offers then cross inside the gateway instead of on the wire. RFC
+    3261 section 14.1 answers crossing offers 491; the call goes on.
+    """
+    ua = state.ua
+    log.info("call {call_id}: offers crossed: the other leg's is refused 491", call_id=ua.call_id)
+    ua.equeue.append(refusal_of(ua, event, 491, "Request Pending"))
+    return None
 
 
 class GatewayConnected(UaStateConnected):  # type: ignore[misc]
@@ -179,6 +217,12 @@ class GatewayUacUpdating(UacStateUpdating):  # type: ignore[misc]
         ua.equeue.append(event)
         return (ua.UaStateConnected,)
 
+    def recvEvent(self, event: Any) -> Any:
+        # Sippy's UacStateUpdating has no event table: a method handles every event.
+        if isinstance(event, CCEventUpdate):
+            return _refuse_crossing_offer(self, event, event.getExtraHeaders())
+        return super().recvEvent(event)
+
 
 class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
     """The peer's re-INVITE on this leg awaits the other leg's answer."""
@@ -219,4 +263,5 @@ class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
         **UasStateUpdating.recv_event_handlers,
         CCEventConnect: _recvEventConnect,
         CCEventFail: _recvEventFail,
+        CCEventUpdate: _refuse_crossing_offer,
     }

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sippy.CCEvents import CCEventFail, CCEventUpdate
+from sippy.Exceptions.SdpParseError import SdpHandlingErrors
 from sippy.MsgBody import MsgBody
 from sippy.SipAddress import SipAddress
 from sippy.SipConf import SipConf
@@ -41,7 +43,12 @@ from twisted.logger import Logger
 from lvgateway.sip import session_timer
 from lvgateway.sip.headers import cased, request_headers
 from lvgateway.sip.session_timer import SessionTerms, SessionTimer, TooSmall
-from lvgateway.sip.ua_states import GatewayConnected, GatewayUacUpdating, GatewayUasUpdating
+from lvgateway.sip.ua_states import (
+    GatewayConnected,
+    GatewayUacUpdating,
+    GatewayUasUpdating,
+    refusal_of,
+)
 
 __all__ = ["GatewayUA"]
 
@@ -226,6 +233,57 @@ class GatewayUA(UA):  # type: ignore[misc]
             self.rAddr = url.getTAddr()
         elif self.routes[0].getUrl().lr:
             self.rTarget = url  # the next hop stays the first route
+
+    # -- the media refusing a mid-call offer -----------------------------------
+
+    def delayed_local_sdp_update(self, event: Any, local_sdp_body: Any, ex: Any = None) -> Any:
+        """Sippy's, but the media refusing the other leg's mid-call offer refuses that offer only.
+
+        Sippy turns the SDP hook's error into a ``CCEventFail`` for the call
+        *and* feeds it to this leg, whose connected state then sends BYE: a
+        re-INVITE whose SDP the relay cannot take (a host name in ``c=``)
+        would end the call. Here it goes back to the leg that made the offer
+        as that offer's refusal (the error's code, 488 for an SDP), and the
+        call goes on.
+        """
+        if ex is None or not isinstance(event, CCEventUpdate) or not self._connected_now():
+            return super().delayed_local_sdp_update(event, local_sdp_body, ex)
+        if not isinstance(ex, SdpHandlingErrors):
+            raise ex
+        self._refuse_offer(event, ex)
+        return None
+
+    def delayed_remote_sdp_update(self, event: Any, remote_sdp_body: Any, ex: Any = None) -> Any:
+        """Sippy's, but the media refusing this leg's peer's mid-call offer refuses that offer only.
+
+        As :meth:`delayed_local_sdp_update`: Sippy would hand the call a
+        ``CCEventFail`` that reads as the vendor failing. Here the peer gets the
+        error's code for its offer, and this leg keeps its SDP.
+        """
+        updating = getattr(self.state, "sname", None) == "Updating(UAS)"
+        if ex is None or not isinstance(event, CCEventUpdate) or not updating:
+            return super().delayed_remote_sdp_update(event, remote_sdp_body, ex)
+        if not isinstance(ex, SdpHandlingErrors):
+            raise ex
+        fail = CCEventFail((ex.code, ex.msg), rtime=event.rtime, origin=self.origin)
+        fail.reason_rfc3326 = ex.getReason()
+        self.recvEvent(fail)  # GatewayUasUpdating answers the peer and restores the SDP
+        return None
+
+    def _connected_now(self) -> bool:
+        return getattr(self.state, "sname", None) == "Connected"
+
+    def _refuse_offer(self, event: Any, ex: Any) -> None:
+        """Give the call the refusal of the offer ``event`` carried."""
+        fail = refusal_of(self, event, ex.code, ex.msg)
+        fail.reason_rfc3326 = ex.getReason()
+        log.info(
+            "call {call_id}: the media refused an offer ({code}); the call goes on",
+            call_id=self.call_id,
+            code=ex.code,
+        )
+        self.equeue.append(fail)
+        self.emitPendingEvents()
 
     def changeState(self, newstate: Any) -> None:
         """Sippy's, and a leg that has ended stops its session timer."""
