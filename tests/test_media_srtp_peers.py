@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lvgateway.config.media_profiles import CodecMap
+from lvgateway.media.srtp_answer import check_vendor_answer
 from tests.baresip_peer import BaresipPeer
 from tests.rtp_probe import MARKER, rtp_payload_type
 from tests.rtpengine_peer import NgClient, RtpengineProcess
@@ -90,7 +91,8 @@ def test_sdes_srtp_call_echoes_audio_and_shows_no_plain_rtp(
         "AES_CM_128_HMAC_SHA1_80",
         "AES_CM_128_HMAC_SHA1_32",
     ]
-    assert "a=crypto:" in result.vendor_answer and " RTP/AVP " in result.livevox_answer
+    assert check_vendor_answer(peer.uri, "srtp-sdes", result.vendor_answer) is None
+    assert " RTP/AVP " in result.livevox_answer
     assert "a=crypto" not in result.livevox_answer
     assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in peer.log()
     assert "failed to decrypt" not in peer.log()
@@ -112,7 +114,7 @@ def test_dtls_srtp_call_echoes_audio_and_shows_no_plain_rtp(
         peer.stop()
     assert " UDP/TLS/RTP/SAVP " in result.vendor_offer
     assert "a=fingerprint:" in result.vendor_offer and "a=setup:actpass" in result.vendor_offer
-    assert "a=fingerprint:" in result.vendor_answer
+    assert check_vendor_answer(peer.uri, "dtls-srtp", result.vendor_answer) is None
     assert " RTP/AVP " in result.livevox_answer
     for attribute in ("a=fingerprint", "a=setup", "a=candidate", "a=ice-"):
         assert attribute not in result.livevox_answer
@@ -136,6 +138,8 @@ def test_plain_rtp_call_shows_the_probes_in_clear(
     assert " RTP/AVP " in result.vendor_offer and "a=crypto" not in result.vendor_offer
     assert _probes_echoed(result) >= ENOUGH
     assert _in_clear(result) >= 2 * ENOUGH  # each probe, on its way out and echoed back
+    failure = check_vendor_answer(peer.uri, "srtp-sdes", result.vendor_answer)
+    assert failure is not None and failure.cause == "answered RTP/AVP where RTP/SAVP was offered"
 
 
 def test_codec_map_transcodes_pcmu_to_g722_both_ways(
