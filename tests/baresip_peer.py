@@ -28,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.rtpengine_peer import free_udp_port
+from tests.rtpengine_peer import free_udp_port, stop_process
 
 __all__ = ["BARESIP", "BaresipPeer"]
 
@@ -166,11 +166,4 @@ module_app\t\techo.so
 
     def stop(self, bound: float = 10.0) -> None:
         """Stop baresip (SIGTERM, then SIGKILL after ``bound``)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(bound)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(bound)
+        stop_process(self.process, bound)

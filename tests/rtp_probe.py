@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.rtpengine_peer import stop_process
+
 __all__ = ["MARKER", "Capture", "exchange", "probe_packet", "rtp_payload_type"]
 
 MARKER = b"LVGWPROBE"
@@ -104,13 +106,7 @@ class Capture:
     def stop(self, bound: float = 10.0) -> list[tuple[int, int, bytes]]:
         """Stop tcpdump and return the captured UDP datagrams as (source port, destination port, payload)."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(bound)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(bound)
+        stop_process(self.process, bound, signal.SIGINT)  # SIGINT: tcpdump flushes the file
         return list(_udp_datagrams(self.path.read_bytes()))
 
 

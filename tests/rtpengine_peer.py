@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -18,7 +19,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NgClient", "NgError", "RtpengineProcess", "bdecode", "bencode"]
+__all__ = [
+    "NgClient",
+    "NgError",
+    "RtpengineProcess",
+    "bdecode",
+    "bencode",
+    "free_udp_port",
+    "stop_process",
+]
 
 RTPENGINE = "/usr/bin/rtpengine"
 
@@ -123,20 +132,35 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def stop_process(
+    process: subprocess.Popen[bytes] | None, bound: float = 10.0, sig: int = signal.SIGTERM
+) -> None:
+    """Stop a child the test started: ``sig``, then SIGKILL if it is still there after ``bound``."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(bound)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(bound)
+
+
 class RtpengineProcess:
     """Debian's rtpengine, run in userspace (``--table=-1``) on 127.0.0.1 for one test.
 
-    Its media ports come from a random 200-port window so that concurrent
-    runs on one machine rarely collide; stderr goes to ``workdir/rtpengine.log``.
+    Its media ports come from a random window of ``ports`` ports (four a
+    call) so that concurrent runs on one machine rarely collide; stderr goes
+    to ``workdir/rtpengine.log``.
     """
 
-    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), ports: int = 200) -> None:
         if shutil.which(RTPENGINE) is None:
             raise AssertionError(f"{RTPENGINE} is missing: install rtpengine-daemon")
         self.workdir = workdir
         self.ng_port = free_udp_port()
-        self.port_min = random.randrange(30000, 39800, 2)
-        self.port_max = self.port_min + 199
+        self.port_min = random.randrange(30000, 40000 - ports, 2)
+        self.port_max = self.port_min + ports - 1
         self.log_path = workdir / "rtpengine.log"
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
@@ -202,11 +226,4 @@ class RtpengineProcess:
         """Stop the daemon (SIGTERM, then SIGKILL after ``bound``) and close the client."""
         if self.ng is not None:
             self.ng.close()
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(bound)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(bound)
+        stop_process(self.process, bound)

@@ -10,6 +10,7 @@ proves the flags the gateway's rtpengine engine will send.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.media.profiles import ng_flags
 from tests.baresip_peer import BaresipPeer
 from tests.rtp_probe import Capture, exchange
-from tests.rtpengine_peer import NgClient, NgError
+from tests.rtpengine_peer import NgClient, NgError, stop_process
 from tests.sip_uac import SipCall
 
 __all__ = ["CallResult", "livevox_offer", "media_port", "run_call"]
@@ -106,8 +107,8 @@ def run_call(
             offered["sdp"], vendor_answer, answered["sdp"], echoed, wire, vendor_port, stats
         )
     finally:
-        if capture is not None and capture.process is not None and capture.process.poll() is None:
-            capture.stop()
+        if capture is not None:
+            stop_process(capture.process, sig=signal.SIGINT)
         try:
             ng.request("delete", call_id=call.call_id)
         except NgError:
