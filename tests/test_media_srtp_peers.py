@@ -10,12 +10,14 @@ probe's payload in clear.
 from __future__ import annotations
 
 import audioop
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lvgateway.config.media_profiles import CodecMap
+from lvgateway.media.profiles import ng_flags
 from lvgateway.media.srtp_answer import check_vendor_answer
 from tests.baresip_peer import BaresipPeer
 from tests.rtp_probe import MARKER, rtp_payload_type
@@ -168,3 +170,65 @@ def test_codec_map_transcodes_pcmu_to_g722_both_ways(
         audioop.rms(audioop.ulaw2lin(p[12:], 2), 2) for p in result.echoed[:20]
     ]
     assert _in_clear(result) == 0
+
+
+#: A WebRTC-style vendor's re-INVITE offer: DTLS, ICE candidates (one of
+#: them a public address LiveVox must never see), rtcp-mux.
+VENDOR_ICE_OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.5\r\ns=-\r\nc=IN IP4 127.0.0.5\r\nt=0 0\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n"
+    "m=audio 40000 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\na=setup:actpass\r\n"
+    "a=fingerprint:sha-256 15:21:7D:5B:16:7A:EC:3B:4F:AD:57:47:2C:81:0F:95:2E:3B:F5:68:1E:"
+    "A7:69:94:6E:F1:3E:88:57:5A:EE:41\r\n"
+    "a=candidate:1 1 UDP 2130706431 127.0.0.5 40000 typ host\r\n"
+    "a=candidate:2 1 UDP 1694498815 203.0.113.9 40000 typ srflx raddr 127.0.0.5 rport 40000\r\n"
+    "a=rtcp-mux\r\na=sendrecv\r\n"
+)
+LIVEVOX_ANSWER = (
+    "v=0\r\no=livevox 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+)
+
+
+def test_vendor_offer_with_ice_reaches_livevox_plain_and_is_answered_as_ice_lite(
+    rtpengine: tuple[NgClient, RtpengineProcess],
+) -> None:
+    """A vendor's DTLS+ICE offer: LiveVox sees plain RTP and no vendor address; the vendor gets ICE-lite, SAVPF kept."""
+    ng, _ = rtpengine
+    call_id = uuid.uuid4().hex
+    try:
+        to_livevox = ng.request(
+            "offer",
+            call_id=call_id,
+            from_tag="vendor",
+            sdp=VENDOR_ICE_OFFER,
+            replace=["origin"],  # the engine's own topology hiding, in every profile
+            **ng_flags("dtls-srtp", None, "offer", "livevox"),
+        )["sdp"]
+        to_vendor = ng.request(
+            "answer",
+            call_id=call_id,
+            from_tag="vendor",
+            to_tag="livevox",
+            sdp=LIVEVOX_ANSWER,
+            **ng_flags("dtls-srtp", None, "answer", "vendor"),
+        )["sdp"]
+    finally:
+        ng.request("delete", call_id=call_id)
+    assert " RTP/AVP 0" in to_livevox
+    for leaked in (
+        "203.0.113.9",
+        "127.0.0.5",
+        "a=candidate",
+        "a=ice",
+        "a=fingerprint",
+        "a=setup",
+        "a=rtcp-mux",
+    ):
+        assert leaked not in to_livevox
+    assert " UDP/TLS/RTP/SAVPF 0" in to_vendor
+    assert "a=ice-lite" in to_vendor and "a=fingerprint:sha-256 " in to_vendor
+    assert "a=setup:active" in to_vendor
+    candidates = [line for line in to_vendor.splitlines() if line.startswith("a=candidate:")]
+    assert candidates and all(" 127.0.0.1 " in c and c.endswith("typ host") for c in candidates)
+    assert check_vendor_answer("vendor", "dtls-srtp", to_vendor) is None

@@ -30,6 +30,10 @@ SRTP peer, baresip 1.0 (``tests/test_media_srtp_peers.py``):
 - A codec map offers the vendor's codec, transcoded, and masks LiveVox's
   (still accepted on LiveVox's side). rtpengine reads codec options only in
   offers, so answers carry none.
+- When the vendor offers (a re-INVITE), LiveVox gets plain RTP with no ICE,
+  fingerprint or ``a=rtcp-mux`` (``rtcp-mux=demux``), and the answer to the
+  vendor keeps the protocol it offered, with rtpengine's keys and, for ICE,
+  ``a=ice-lite`` and rtpengine's own host candidates.
 """
 
 from __future__ import annotations
@@ -80,12 +84,17 @@ def ng_flags(
     """
     if toward == "livevox":
         flags: dict[str, Any] = {"transport-protocol": "RTP/AVP", "ICE": "remove", **_PLAIN}
-        if message == "offer" and profile == "dtls-srtp":
-            flags["ICE-lite"] = "backward"  # the vendor offered: rtpengine is its lite agent
-        if message == "offer" and codec_map is not None:
-            flags["codec"] = {"transcode": [codec_map.livevox], "mask": [codec_map.vendor]}
+        if message == "offer":
+            # The vendor offered: rtcp-mux is accepted toward it, never offered to LiveVox.
+            flags["rtcp-mux"] = ["demux"]
+            if profile == "dtls-srtp":
+                flags["ICE-lite"] = "backward"  # rtpengine is the vendor's lite agent
+            if codec_map is not None:
+                flags["codec"] = {"transcode": [codec_map.livevox], "mask": [codec_map.vendor]}
         return flags
-    flags = {"transport-protocol": TRANSPORT_PROTOCOLS[profile]}
+    # An answer keeps the protocol the vendor offered (RTP/SAVPF stays SAVPF);
+    # forcing ours there would answer RTP/SAVP to an RTP/SAVPF offer.
+    flags = {"transport-protocol": TRANSPORT_PROTOCOLS[profile]} if message == "offer" else {}
     if profile == "rtp":
         flags.update(_PLAIN, ICE="remove")
     elif profile == "srtp-sdes":
