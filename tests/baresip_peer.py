@@ -41,6 +41,23 @@ MODULES = Path("/usr/lib/baresip/modules")
 REQUIRED_MODULES = ("g711", "g722", "aubridge", "srtp", "dtls_srtp", "account", "echo")
 
 
+class _PortTakenError(Exception):
+    """baresip could not bind its SIP port."""
+
+
+def _free_sip_port() -> int:
+    """A loopback port free for UDP and for TCP (baresip binds both)."""
+    for _ in range(50):
+        port = free_udp_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no loopback port free for both UDP and TCP in 50 tries")
+
+
 class BaresipPeer:
     """One baresip process with its own config directory, answering as ``sip:echo@127.0.0.1:PORT``.
 
@@ -65,7 +82,7 @@ class BaresipPeer:
                 raise AssertionError(f"{path} is missing: install baresip-core")
         self.confdir = workdir / f"baresip-{uuid.uuid4().hex[:6]}"
         self.confdir.mkdir(parents=True)
-        self.sip_port = free_udp_port()
+        self.sip_port = _free_sip_port()
         self.mediaenc = mediaenc
         self.audio_codecs = audio_codecs
         self.lifetime = lifetime
@@ -101,8 +118,26 @@ module_app\t\techo.so
             params.append(f"mediaenc={self.mediaenc}")
         (self.confdir / "accounts").write_text(f"<sip:echo@127.0.0.1>;{';'.join(params)}\n")
 
-    def start(self, bound: float = 10.0) -> None:
-        """Start baresip and wait until it answers an OPTIONS on its SIP port."""
+    def start(self, bound: float = 10.0, attempts: int = 3) -> None:
+        """Start baresip and wait until it answers an OPTIONS on its SIP port.
+
+        baresip listens on ``sip_listen`` over UDP and TCP at once (1.0
+        has no setting to leave TCP out); when another process took one of
+        those ports since it was picked, baresip exits at once, and it is
+        started again on another port, ``attempts`` times at most.
+        """
+        for attempt in range(attempts):
+            try:
+                self._start_once(bound)
+                return
+            except _PortTakenError:
+                if attempt == attempts - 1:
+                    raise AssertionError(
+                        f"baresip found its SIP port taken {attempts} times: {self.log()}"
+                    ) from None
+                self.sip_port = _free_sip_port()
+
+    def _start_once(self, bound: float) -> None:
         self.write_config()
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -115,6 +150,8 @@ module_app\t\techo.so
         deadline = time.monotonic() + bound
         while not self._answers_options():
             if self.process.poll() is not None:
+                if "Address already in use" in self.log():
+                    raise _PortTakenError()
                 raise AssertionError(f"baresip exited with {self.process.returncode}: {self.log()}")
             if time.monotonic() > deadline:
                 raise AssertionError(

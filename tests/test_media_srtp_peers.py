@@ -10,6 +10,7 @@ probe's payload in clear.
 from __future__ import annotations
 
 import audioop
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +233,18 @@ def test_vendor_offer_with_ice_reaches_livevox_plain_and_is_answered_as_ice_lite
     candidates = [line for line in to_vendor.splitlines() if line.startswith("a=candidate:")]
     assert candidates and all(" 127.0.0.1 " in c and c.endswith("typ host") for c in candidates)
     assert check_vendor_answer("vendor", "dtls-srtp", to_vendor) is None
+
+
+def test_baresip_peer_moves_to_another_port_when_its_tcp_port_is_taken(tmp_path: Path) -> None:
+    """baresip binds TCP beside UDP: a port taken for TCP makes the helper start it elsewhere, and it answers there."""
+    peer = BaresipPeer(tmp_path, mediaenc=None, lifetime=30)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        peer.sip_port = taken.getsockname()[1]
+        try:
+            peer.start()
+            assert peer.running() and peer.sip_port != taken.getsockname()[1]
+            assert "Address already in use" not in peer.log()
+        finally:
+            peer.stop()
