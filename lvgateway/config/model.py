@@ -14,6 +14,7 @@ from typing import Literal
 
 import attrs
 
+from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.config.secret import Secret
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -213,6 +214,10 @@ class VendorEndpoint:
     :param port: the UDP port.
     :param username: the digest user name, when the vendor challenges.
     :param password: the digest password.
+    :param media_profile: how media to this endpoint is carried: ``rtp``,
+        ``srtp-sdes`` or ``dtls-srtp`` (see :mod:`lvgateway.config.media_profiles`).
+    :param codec_map: transcode LiveVox's codec to the vendor's, or None to
+        pass payloads untouched.
     """
 
     uri: str
@@ -221,6 +226,8 @@ class VendorEndpoint:
     port: int
     username: str | None
     password: Secret | None
+    media_profile: MediaProfile = "rtp"
+    codec_map: CodecMap | None = None
 
 
 @attrs.frozen

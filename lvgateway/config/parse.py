@@ -19,6 +19,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lvgateway.config.endpoints import is_loopback
+from lvgateway.config.media_profiles import (
+    LIVEVOX_CODECS,
+    MEDIA_PROFILES,
+    VENDOR_CODECS,
+    CodecMap,
+    codec_map_supported,
+    profile_supported,
+)
 from lvgateway.config.model import (
     AIA_FIELDS,
     END_REASONS,
@@ -118,7 +126,26 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
             "agents", "no agents: expected at least one [[agents]] or [[agent_ranges]]"
         )
     _check_stranded_grace(root, config)
+    _check_media_profiles(root, config)
     return config
+
+
+def _check_media_profiles(root: Table, config: GatewayConfig) -> None:
+    """An endpoint's media profile or codec map must be one the configured engine can carry."""
+    engine = config.media.engine
+    for i, endpoint in enumerate(config.vendor.endpoints):
+        if not profile_supported(engine, endpoint.media_profile):
+            root.problems.add(
+                f"vendor.endpoints[{i}].media_profile",
+                f"found {endpoint.media_profile!r}, but media.engine = {engine!r} relays plain "
+                "RTP only: SRTP toward the vendor needs the rtpengine engine",
+            )
+        if endpoint.codec_map is not None and not codec_map_supported(engine):
+            root.problems.add(
+                f"vendor.endpoints[{i}].codec_map",
+                f"found a codec map, but media.engine = {engine!r} does not transcode: "
+                "a codec map needs the rtpengine engine",
+            )
 
 
 #: The longest an INVITE's setup can take: LiveVox retransmits it over UDP
@@ -445,6 +472,8 @@ def _endpoint(t: Table) -> VendorEndpoint | None:
     password = t.secret("password", required=username is not None)
     if password is not None and username is None:
         t.problems.add(t.key("username"), "missing: a digest password needs a user name")
+    media_profile = t.string("media_profile", "rtp", choices=MEDIA_PROFILES)
+    codec_map = _codec_map(t)
     t.finish()
     m = _SIP_URI.match(uri) if uri else None
     if uri and m is None:
@@ -456,7 +485,25 @@ def _endpoint(t: Table) -> VendorEndpoint | None:
     port = int(m["port"] or 5060)
     if not 0 < port < 65536:
         t.problems.add(t.key("uri"), f"found port {port} in {uri!r}, expected 1..65535")
-    return VendorEndpoint(uri, m["user"], m["host"].strip("[]"), port, username, password)
+    return VendorEndpoint(
+        uri, m["user"], m["host"].strip("[]"), port, username, password, media_profile, codec_map
+    )
+
+
+def _codec_map(endpoint: Table) -> CodecMap | None:
+    """``codec_map = { livevox = "PCMU", vendor = "G722" }``, or None when absent."""
+    t = endpoint.table("codec_map")
+    if t is None:
+        return None
+    already = len(t.problems.found)
+    livevox = t.string("livevox", choices=LIVEVOX_CODECS)
+    vendor = t.string("vendor", choices=VENDOR_CODECS)
+    t.finish()
+    if len(t.problems.found) > already:
+        return None
+    if livevox == vendor:
+        t.problems.add(t.key("vendor"), f"found {vendor!r} on both sides: nothing to transcode")
+    return CodecMap(livevox=livevox, vendor=vendor)
 
 
 def _media(root: Table) -> MediaConfig:

@@ -28,7 +28,10 @@ def summarise(config: GatewayConfig) -> str:
     lines.append(f"open hours   {_hours(config.hours)}")
     for i, e in enumerate(config.vendor.endpoints):
         auth = f", digest user {e.username}" if e.username else ""
-        lines.append(f"vendor [{i}]   {e.uri}{auth}")
+        media = f", media {e.media_profile}" if e.media_profile != "rtp" else ""
+        if e.codec_map is not None:
+            media += f", {e.codec_map.livevox} to {e.codec_map.vendor}"
+        lines.append(f"vendor [{i}]   {e.uri}{auth}{media}")
     m = config.media
     lines.append(
         f"media        engine {m.engine}, ports {m.port_min}-{m.port_max} on {m.listen_host}"
