@@ -40,6 +40,7 @@ call_drain_timeout = 5
 listen_host = "127.0.0.1"
 listen_port = 0
 allowed_networks = {allowed}
+{sip_extra}
 [livevox]
 base_url = "http://127.0.0.1:1"
 client_name = "test"
@@ -112,6 +113,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         # The media engine: twisted unless a test or LVGW_TEST_MEDIA_ENGINE says rtpio or auto.
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
+        sip_extra=kw.get("sip_extra", ""),  # more [sip] lines
     )
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
@@ -127,6 +129,7 @@ class SipGateway:
     sip: SipService
     drain: OrderedDrain
     readiness: Readiness
+    registry: Any = None
 
     @property
     def port(self) -> int:
@@ -158,7 +161,7 @@ def start_gateway(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> SipGatew
     readiness = Readiness()
     sip = SipService(reactor, config, pool, calls, media, registry, drain, readiness)
     sip.startService()
-    return SipGateway(config, pool, calls, media, sip, drain, readiness)
+    return SipGateway(config, pool, calls, media, sip, drain, readiness, registry)
 
 
 @attrs.frozen

@@ -118,6 +118,7 @@ class SipStack(Service):
     :param metrics: where live transactions and refused messages are counted.
     :param guard_log_interval: seconds between the guard's summary log lines.
     :param capture: copies every message in and out as HEP, or ``None``.
+    :param receive_buffer: the socket's receive buffer to ask for, in bytes; 0 for the default.
     """
 
     def __init__(
@@ -133,8 +134,10 @@ class SipStack(Service):
         metrics: SipMetrics | None = None,
         guard_log_interval: float = 60.0,
         capture: HepCapture | None = None,
+        receive_buffer: int = 0,
     ) -> None:
         self._reactor = reactor
+        self._receive_buffer = receive_buffer
         self.capture = capture
         self._host = listen_host
         self._port = listen_port
@@ -198,6 +201,7 @@ class SipStack(Service):
             self._advertised,
             guard=self.guard,
             capture=self.capture,
+            receive_buffer=self._receive_buffer,
         )
         self.tm = _TransactionManager(self.global_config, self._handler, server)
         self.global_config["_sip_tm"] = self.tm

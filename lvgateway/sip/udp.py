@@ -17,6 +17,7 @@ sent is copied to the collector.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ import attrs
 from sippy.Network_server import Network_server, Remote_address
 from sippy.Time.MonoTime import MonoTime
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from lvgateway.config.model import IPNetwork
@@ -78,6 +79,21 @@ class SourceFilter:
         return False
 
 
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer (0: leave it); return what the kernel reports.
+
+    A burst of INVITEs arriving while the reactor is busy waits in this
+    buffer; once it is full the kernel drops datagrams unseen, and LiveVox
+    retransmits into the same full socket.
+    """
+    if size > 0:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError as e:
+            log.warn("SIP socket: could not set a {size}-byte receive buffer: {e}", size=size, e=e)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
 class _SipDatagrams(DatagramProtocol):
     def __init__(self, server: ReactorUdpServer) -> None:
         self._server = server
@@ -106,6 +122,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         not the bound one; ``None`` for the bound one.
     :param guard: checks each allowed datagram before Sippy parses it.
     :param capture: copies each allowed and each sent datagram as HEP, or ``None``.
+    :param receive_buffer: the socket's receive buffer to ask for, in bytes; 0 for the default.
     """
 
     transport = "udp"
@@ -119,6 +136,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         uopts: Any,
         guard: MessageGuard | None = None,
         capture: HepCapture | None = None,
+        receive_buffer: int = 0,
     ) -> None:
         super().__init__(uopts)
         self.guard = guard
@@ -134,7 +152,17 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         host, port = self.uopts.laddress
         self._port = reactor.listenUDP(int(port), _SipDatagrams(self), interface=host.strip("[]"))
         self.uopts.laddress = (host, self._port.getHost().port)
-        log.info("SIP listening on udp {host}:{port}", host=host, port=self.uopts.laddress[1])
+        #: The receive buffer the kernel granted, in bytes (as it reports it).
+        self.receive_buffer = set_receive_buffer(self._port.getHandle(), receive_buffer)
+        log.emit(
+            LogLevel.warn if self.receive_buffer < receive_buffer else LogLevel.info,
+            "SIP listening on udp {host}:{port}, receive buffer {granted} bytes ({asked} asked;"
+            " Linux reports twice what it grants, and caps it at net.core.rmem_max)",
+            host=host,
+            port=self.uopts.laddress[1],
+            granted=self.receive_buffer,
+            asked=receive_buffer,
+        )
 
     @property
     def port(self) -> int:
