@@ -10,6 +10,8 @@ known:
 
 - ``gc``: the garbage collector paused for at least half the lag (timed
   through :data:`gc.callbacks`); the generation and pause are named.
+- ``no_cpu``: the reactor thread ran for less than half the lag: the
+  process waited for a CPU (a machine busy with other work).
 - ``callback``: a sampler thread saw the reactor thread in the same function
   while the timer was overdue; that function is named. The thread only reads
   the reactor thread's current frame (no lock, no shared state but one
@@ -47,7 +49,7 @@ __all__ = ["CAUSES", "GcPause", "StallWatchdog", "stall_cause", "sustained"]
 log = Logger()
 
 #: Why the reactor stalled: the label values of the stall counter.
-CAUSES = ("gc", "callback", "unknown")
+CAUSES = ("gc", "no_cpu", "callback", "unknown")
 
 #: Buckets of the lag histogram, in seconds: the tick's jitter up to long stalls.
 LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -62,13 +64,14 @@ class GcPause:
 
 
 def stall_cause(
-    lag: float, pauses: Iterable[GcPause], callback: str | None
+    lag: float, pauses: Iterable[GcPause], callback: str | None, ran: float | None = None
 ) -> tuple[str, str]:
     """Why the reactor lagged ``lag`` seconds: ``(cause, detail)``, cause one of :data:`CAUSES`.
 
     :param lag: how late the timer ran.
     :param pauses: the collections since the previous tick.
     :param callback: the function the sampler saw the reactor stuck in, if any.
+    :param ran: CPU seconds the reactor thread used since the previous tick, if known.
     """
     pauses = list(pauses)
     paused = sum(p.seconds for p in pauses)
@@ -78,6 +81,12 @@ def stall_cause(
             "gc",
             f"garbage collection: {len(pauses)} pauses, {1000 * paused:.0f} ms in all,"
             f" the longest {1000 * longest.seconds:.0f} ms (generation {longest.generation})",
+        )
+    if ran is not None and ran < lag / 2:
+        return (
+            "no_cpu",
+            f"waited for a CPU: the reactor thread ran {1000 * ran:.0f} ms of it"
+            " (the machine is busy)",
         )
     if callback is not None:
         return ("callback", f"slow callback: {callback}")
@@ -124,10 +133,13 @@ class StallWatchdog(Service):
     :param registry: where the lag histogram and stall counter go, or ``None``.
     :param interval: how often the timer runs, in seconds.
     :param threshold: the lag that counts as a stall, in seconds.
-    :param sustain: how many recent ticks :meth:`lagging` looks at.
+    :param sustain: how many recent ticks :meth:`lagging` looks at: at 10 ms
+        a tick, 5 late ticks in a row are at least 300 ms of lag.
     :param sample_callbacks: run the sampler thread that names slow callbacks.
     :param now: the clock the lag is measured on (the reactor's, by default).
     :param gc_timer: the clock collections are timed on.
+    :param cpu_clock: the reactor thread's CPU time, or ``None`` not to tell a
+        busy machine apart.
     """
 
     name = "stall-watchdog"
@@ -138,10 +150,11 @@ class StallWatchdog(Service):
         registry: CollectorRegistry | None = None,
         interval: float = 0.01,
         threshold: float = 0.05,
-        sustain: int = 3,
+        sustain: int = 5,
         sample_callbacks: bool = True,
         now: Callable[[], float] | None = None,
         gc_timer: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] | None = time.thread_time,
     ) -> None:
         self.interval = interval
         self.threshold = threshold
@@ -151,6 +164,8 @@ class StallWatchdog(Service):
         self._loop.clock = reactor
         self._last = 0.0
         self._last_monotonic = time.monotonic()
+        self._cpu_clock = cpu_clock
+        self._last_cpu = 0.0
         self._recent: deque[float] = deque(maxlen=sustain)
         self._pauses: list[GcPause] = []
         self._gc_began = 0.0
@@ -181,6 +196,7 @@ class StallWatchdog(Service):
         super().startService()  # type: ignore[no-untyped-call]
         self._last = self._now()
         self._last_monotonic = time.monotonic()
+        self._last_cpu = self._cpu_clock() if self._cpu_clock else 0.0
         gc.callbacks.append(self.on_gc)
         if self._sample_callbacks:
             self._sampler = _CallbackSampler(self, threading.get_ident())
@@ -216,14 +232,24 @@ class StallWatchdog(Service):
         lag = max(0.0, now - self._last - self.interval)
         self._last = now
         self._last_monotonic = time.monotonic()
+        ran = None
+        if self._cpu_clock is not None:
+            cpu = self._cpu_clock()
+            ran, self._last_cpu = cpu - self._last_cpu, cpu
         pauses, self._pauses = self._pauses, []
         sampler = self._sampler
         callback = None
         if sampler is not None:
             callback, sampler.seen = sampler.seen, None
-        self.observe(lag, pauses, callback)
+        self.observe(lag, pauses, callback, ran)
 
-    def observe(self, lag: float, pauses: Iterable[GcPause], callback: str | None) -> None:
+    def observe(
+        self,
+        lag: float,
+        pauses: Iterable[GcPause],
+        callback: str | None,
+        ran: float | None = None,
+    ) -> None:
         """Record one tick's lag; count and log it if it is a stall."""
         self._recent.append(lag)
         self.max_lag = max(self.max_lag, lag)
@@ -231,7 +257,7 @@ class StallWatchdog(Service):
             self._lag.observe(lag)
         if lag <= self.threshold:
             return
-        cause, detail = stall_cause(lag, pauses, callback)
+        cause, detail = stall_cause(lag, pauses, callback, ran)
         self.stalls += 1
         if self._stalls is not None:
             self._stalls.labels(cause).inc()

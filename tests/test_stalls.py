@@ -45,7 +45,15 @@ def test_sustained_needs_every_recent_lag_past_the_threshold() -> None:
     assert not sustained([], 0.05)
 
 
-def make_watchdog(clock: task.Clock, gc_clock: list[float]) -> tuple[StallWatchdog, Any]:
+def test_a_lag_the_thread_did_not_run_through_is_a_busy_machine() -> None:
+    """The reactor thread ran 10 ms of a 200 ms lag: it waited for a CPU, whatever the sampler saw."""
+    cause, detail = stall_cause(0.2, [], "f (x.py:1)", ran=0.01)
+    assert cause == "no_cpu" and "10 ms" in detail
+
+
+def make_watchdog(
+    clock: task.Clock, gc_clock: list[float], cpu_clock: Any = None
+) -> tuple[StallWatchdog, Any]:
     registry = new_registry(process_metrics=False)
     watchdog = StallWatchdog(
         clock,
@@ -54,6 +62,7 @@ def make_watchdog(clock: task.Clock, gc_clock: list[float]) -> tuple[StallWatchd
         threshold=0.05,
         sample_callbacks=False,
         gc_timer=lambda: gc_clock[0],
+        cpu_clock=cpu_clock,
     )
     return watchdog, registry
 
@@ -88,16 +97,32 @@ def test_a_late_tick_after_a_collection_is_counted_and_logged_as_gc() -> None:
     assert watchdog.stalls == 1 and watchdog.max_lag == pytest.approx(0.2)
 
 
+def test_a_late_tick_the_reactor_thread_barely_ran_through_is_counted_as_no_cpu() -> None:
+    """The timer runs 200 ms late while the thread's CPU clock moved 5 ms: a no_cpu stall."""
+    clock, cpu = task.Clock(), [0.0]
+    watchdog, registry = make_watchdog(clock, [0.0], cpu_clock=lambda: cpu[0])
+    watchdog.startService()
+    try:
+        clock.advance(0.01)
+        cpu[0] += 0.005
+        clock.advance(0.21)
+    finally:
+        watchdog.stopService()
+    assert sample(registry, "lvgateway_reactor_stalls_total", cause="no_cpu") == 1
+
+
 def test_lagging_only_while_each_recent_tick_is_late() -> None:
-    """Three late ticks in a row make the watchdog say lagging; one on-time tick ends it."""
+    """Five late ticks in a row make the watchdog say lagging; one on-time tick ends it."""
     clock, gc_clock = task.Clock(), [0.0]
     watchdog, _ = make_watchdog(clock, gc_clock)
     watchdog.startService()
     try:
         clock.advance(0.01)
         assert not watchdog.lagging()
-        for _ in range(3):
+        for _ in range(4):
             clock.advance(0.1)
+        assert not watchdog.lagging()
+        clock.advance(0.1)
         assert watchdog.lagging()
         clock.advance(0.01)
         assert not watchdog.lagging()
