@@ -16,6 +16,7 @@ sent is copied to the collector.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -32,12 +33,16 @@ from lvgateway.config.model import IPNetwork
 from lvgateway.sip.guard import MessageGuard
 from lvgateway.sip.hep import HepCapture
 
-__all__ = ["ReactorUdpServer", "SourceFilter"]
+__all__ = ["ReactorUdpServer", "SourceFilter", "is_ip_literal"]
 
 log = Logger()
 
 #: How often a dropped source is logged again.
 DROP_LOG_INTERVAL = 60.0
+
+
+def _networks(networks: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+    return tuple(networks)
 
 
 @attrs.define
@@ -49,7 +54,7 @@ class SourceFilter:
     :param on_drop: called with each dropped source address, e.g. to count it.
     """
 
-    allowed: Sequence[IPNetwork]
+    allowed: tuple[IPNetwork, ...] = attrs.field(converter=_networks)
     clock: Any
     on_drop: Callable[[str], None] = lambda host: None
     dropped: int = 0
@@ -57,11 +62,7 @@ class SourceFilter:
 
     def allows(self, host: str) -> bool:
         """Whether a datagram from ``host`` may be handed to Sippy; counts and logs a refusal."""
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            address = None
-        if address is not None and any(address in net for net in self.allowed):
+        if _allowed(host, self.allowed):
             return True
         self.dropped += 1
         self.on_drop(host)
@@ -94,6 +95,16 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
     return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
+@functools.lru_cache(maxsize=4096)
+def _allowed(host: str, allowed: tuple[IPNetwork, ...]) -> bool:
+    """Whether ``host`` is in one of ``allowed``: parsed once per source, not per datagram."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in net for net in allowed)
+
+
 class _SipDatagrams(DatagramProtocol):
     def __init__(self, server: ReactorUdpServer) -> None:
         self._server = server
@@ -102,7 +113,9 @@ class _SipDatagrams(DatagramProtocol):
         self._server.datagram_received(datagram, addr)
 
 
-def _is_ip_literal(host: str) -> bool:
+@functools.lru_cache(maxsize=1024)
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address (IPv6 with or without brackets); cached: asked per send."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -197,7 +210,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         if self._port is None:
             return
         host, port = address[0].strip("[]"), int(address[1])
-        if _is_ip_literal(host):
+        if is_ip_literal(host):
             self._write(data, host, port)
             return
         d = self._reactor.resolve(host)
