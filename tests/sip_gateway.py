@@ -40,7 +40,6 @@ call_drain_timeout = 5
 listen_host = "127.0.0.1"
 listen_port = 0
 allowed_networks = {allowed}
-{sip_extra}
 [livevox]
 base_url = "http://127.0.0.1:1"
 client_name = "test"
@@ -113,8 +112,9 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         # The media engine: twisted unless a test or LVGW_TEST_MEDIA_ENGINE says rtpio or auto.
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
-        sip_extra=kw.get("sip_extra", ""),  # more [sip] lines
     )
+    # More [sip] lines, at the end of that section.
+    text = text.replace("\n[livevox]", f"\n{kw.get('sip_extra', '')}\n[livevox]", 1)
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 

@@ -8,9 +8,10 @@ import pytest
 import pytest_twisted
 from twisted.logger import capturedLogs
 
+from lvgateway.config import ConfigError
 from lvgateway.sip.overload import InviteShedder, Shed, TokenBucket
 
-from .sip_gateway import all_succeed, free_udp_port, sipp, start_gateway
+from .sip_gateway import all_succeed, free_udp_port, gateway_config, sipp, start_gateway
 from .sip_helpers import wait_until
 
 LIVEVOX = "127.0.0.1"
@@ -109,3 +110,32 @@ async def test_a_burst_past_the_limit_gets_503_with_retry_after_and_accepted_cal
     assert value("lvgateway_sip_invites_shed_total", {"reason": "reactor_lag"}) == 0
     assert value("lvgateway_calls_total", {"result": "refused", "code": "503"}) == 10
     assert value("lvgateway_calls_total", {"result": "completed", "code": "200"}) == 2
+
+
+def test_the_overload_keys_are_read_from_sip_and_checked(tmp_path: Path) -> None:
+    """[sip] sets the rate, the lag switch and the buffer; a negative rate names its key."""
+    config = gateway_config(
+        tmp_path,
+        [5099],
+        sip_extra="max_invites_per_second = 150\nshed_on_reactor_lag = false\n"
+        "receive_buffer_bytes = 1048576",
+    )
+    assert config.sip.max_invites_per_second == 150.0
+    assert config.sip.shed_on_reactor_lag is False
+    assert config.sip.receive_buffer_bytes == 1048576
+    default = gateway_config(tmp_path, [5099]).sip
+    assert (default.max_invites_per_second, default.shed_on_reactor_lag) == (0.0, True)
+    with pytest.raises(ConfigError, match="max_invites_per_second"):
+        gateway_config(tmp_path, [5099], sip_extra="max_invites_per_second = -1")
+
+
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_the_sip_socket_gets_the_receive_buffer_asked(tmp_path: Path) -> None:
+    """1 MiB asked: the kernel grants it, or net.core.rmem_max if that is less (reported doubled)."""
+    cap = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    gw = start_gateway(tmp_path, [free_udp_port(VENDOR)], sip_extra="receive_buffer_bytes = 1048576")
+    try:
+        assert gw.sip.stack.server.receive_buffer >= 2 * min(1048576, cap)
+    finally:
+        await gw.stop()
