@@ -66,6 +66,18 @@ def test_while_the_reactor_lags_every_new_invite_is_shed() -> None:
     assert shedder.check(0.1) is None
 
 
+def test_a_rate_limit_alternating_admit_and_shed_logs_one_episode() -> None:
+    """At 10 a second offered 30 a second for 3 s: one line when shedding begins, one when it ends."""
+    shedder = InviteShedder(10.0)
+    with capturedLogs() as events:
+        for n in range(90):
+            shedder.check(n / 30)
+        assert len(events) == 1
+        shedder.check(3.0 + 2.0)
+    assert len(events) == 2
+    assert 50 <= events[1]["count"] <= 60
+
+
 def test_one_log_line_when_shedding_begins_and_one_with_the_count_when_it_ends() -> None:
     """100 shed INVITEs make two warn lines, not 100."""
     lag = [True]
@@ -134,7 +146,9 @@ def test_the_overload_keys_are_read_from_sip_and_checked(tmp_path: Path) -> None
 async def test_the_sip_socket_gets_the_receive_buffer_asked(tmp_path: Path) -> None:
     """1 MiB asked: the kernel grants it, or net.core.rmem_max if that is less (reported doubled)."""
     cap = int(Path("/proc/sys/net/core/rmem_max").read_text())
-    gw = start_gateway(tmp_path, [free_udp_port(VENDOR)], sip_extra="receive_buffer_bytes = 1048576")
+    gw = start_gateway(
+        tmp_path, [free_udp_port(VENDOR)], sip_extra="receive_buffer_bytes = 1048576"
+    )
     try:
         assert gw.sip.stack.server.receive_buffer >= 2 * min(1048576, cap)
     finally:

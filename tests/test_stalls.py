@@ -151,7 +151,9 @@ async def test_a_slow_callback_on_the_real_reactor_is_logged_by_name() -> None:
         reactor.callLater(0, slow_callback_for_the_watchdog_test)  # type: ignore[attr-defined]
         deadline = time.monotonic() + 10.0
         while not [e for e in events if e.get("cause") == "callback"]:
-            assert time.monotonic() < deadline, f"no stall naming the callback within 10 s: {events}"
+            assert time.monotonic() < deadline, (
+                f"no stall naming the callback within 10 s: {events}"
+            )
             await task.deferLater(reactor, 0.05, lambda: None)
     finally:
         watchdog.stopService()

@@ -10,7 +10,8 @@ within Timer B instead of retransmitting into a full socket.
 The rate is a token bucket (:class:`TokenBucket`, a pure policy over the
 time given to it) holding one second's worth of INVITEs. Each shed INVITE is
 counted by reason; the log gets one line when shedding begins and one with
-the count when it ends, never one per INVITE.
+the count when it ends (an INVITE admitted a second or more after the last
+shed one), never one per INVITE.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ log = Logger()
 
 #: Why a new INVITE was shed: the label values of the shed counter.
 SHED_REASONS = ("rate", "reactor_lag")
+
+#: How long after the last shed INVITE the overload counts as over, in seconds.
+QUIET_TIME = 1.0
 
 
 @attrs.define
@@ -81,6 +85,7 @@ class InviteShedder:
     on_shed: Callable[[str], None] = lambda reason: None
     _bucket: TokenBucket | None = attrs.field(init=False, default=None)
     _shed_in_episode: int = attrs.field(init=False, default=0)
+    _last_shed: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
         if self.max_per_second > 0:
@@ -96,7 +101,7 @@ class InviteShedder:
             if wait > 0:
                 shed = Shed("rate", max(1, math.ceil(wait)))
         if shed is None:
-            if self._shed_in_episode:
+            if self._shed_in_episode and now - self._last_shed >= QUIET_TIME:
                 log.warn(
                     "overload over: {count} new INVITEs were shed with 503",
                     count=self._shed_in_episode,
@@ -111,5 +116,6 @@ class InviteShedder:
                 limit=self.max_per_second,
             )
         self._shed_in_episode += 1
+        self._last_shed = now
         self.on_shed(shed.reason)
         return shed
