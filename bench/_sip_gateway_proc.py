@@ -335,11 +335,11 @@ def main() -> None:
     parser.add_argument(
         "--gc-thresholds", help="diagnostics: gc.set_threshold values, e.g. 700,10,10"
     )
+    parser.add_argument("--godead", type=float, help="diagnostics: seconds a finished leg lingers")
     parser.add_argument(
-        "--godead", type=float, help="diagnostics: seconds a finished leg lingers"
-    )
-    parser.add_argument(
-        "--profile", type=Path, help="diagnostics: run under cProfile, its stats written here at exit"
+        "--profile",
+        type=Path,
+        help="diagnostics: run under cProfile, its stats written here at exit",
     )
     args = parser.parse_args()
 

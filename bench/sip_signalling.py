@@ -458,6 +458,17 @@ def _int(stat: dict[str, str], name: str) -> int:
         return 0
 
 
+def _wait_vendor(stat: Path, calls: int, bound: float) -> None:
+    """Wait up to ``bound`` seconds until SIPp's ``-trace_stat`` counts ``calls`` ended calls."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        row = read_stat(stat)
+        if _int(row, "SuccessfulCall(C)") + _int(row, "FailedCall(C)") >= calls:
+            time.sleep(1.2)  # one more -fd 1 period, so the last row is written
+            return
+        time.sleep(0.2)
+
+
 def run_step(
     procs: Processes,
     target: Target,
@@ -516,8 +527,16 @@ def run_step(
     livevox_cpu = wait_rusage(livevox, sipp_timeout + 10)
     if livevox_cpu is None:
         procs.end(livevox)
+    if flood:
+        # The vendor has no call count to stop at: wait until it has ended every call the
+        # gateway accepted (each VENDOR_TIMEWAIT after its BYE), then end it.
+        target.summary()
+        shed_so_far = target.call_counts().get("refused 503", 0) - counts_before.get(
+            "refused 503", 0
+        )
+        _wait_vendor(work / "vendor_stat.csv", calls - shed_so_far, VENDOR_TIMEWAIT + 30)
     # SIPp's uas ends each call VENDOR_TIMEWAIT after the BYE: give it that and a margin.
-    vendor_cpu = wait_rusage(vendor, VENDOR_TIMEWAIT + (2 if flood else 10))
+    vendor_cpu = wait_rusage(vendor, 0.5 if flood else VENDOR_TIMEWAIT + 10)
     if vendor_cpu is None:
         procs.end(vendor)  # a flood's vendor has no call count: it ends here
     wall = time.monotonic() - began
@@ -529,7 +548,9 @@ def run_step(
     idle_lag = idle.take() if idle is not None else None
     counts_after = target.call_counts()
     counted = {
-        k: v - counts_before.get(k, 0) for k, v in counts_after.items() if v - counts_before.get(k, 0)
+        k: v - counts_before.get(k, 0)
+        for k, v in counts_after.items()
+        if v - counts_before.get(k, 0)
     }
     shed = counted.get("refused 503", 0)
     accepted = counted.get("completed 200", 0)
@@ -709,7 +730,9 @@ def flood(
         extra=["--max-invites-per-second", str(args.flood_limit), *args.gateway_args.split()],
     )
     try:
-        warm = run_step(procs, target, WARMUP_RATE, WARMUP_SECONDS, args.hold_ms, agents, agents_file)
+        warm = run_step(
+            procs, target, WARMUP_RATE, WARMUP_SECONDS, args.hold_ms, agents, agents_file
+        )
         print(step_line("flood", warm) + "  (warm-up, not counted)", flush=True)
         steps = [
             run_step(
