@@ -1,14 +1,14 @@
 """The gateway's SIP part alone in a process, for ``bench/sip_signalling.py``.
 
     python bench/_sip_gateway_proc.py --agents N --vendor 127.0.0.3:PORT --state DIR
-        [--media twisted|fake] [--log-level info] [--port-min 20000 --port-max 29999]
+        [--media twisted|rtpio|auto|fake] [--log-level info] [--port-min 20000 --port-max 29999]
         [--sample-stalls] [--profile FILE] [--max-invites-per-second N] [--no-shed-on-lag]
         [--gc-thresholds A,B,C] [--godead SECONDS]
 
 Builds what ``tests/sip_gateway.py`` builds, on the real reactor: the real
 :class:`~lvgateway.sip.service.SipService` (Sippy on the reactor, the call
-router, the vendor endpoint), the real Twisted media relay (or the media fake
-with ``--media fake``), an agent pool that admits every known 899 number
+router, the vendor endpoint), the real Twisted media relay (``--media rtpio``
+or ``auto`` for that engine, ``--media fake`` for none), an agent pool that admits every known 899 number
 (agents ``AIVA1..N`` on ``+1899000000n``), and the in-memory call store
 ``FakeCalls`` (no SQLite, no wrap-up), which here forgets each call once it
 has ended. No LiveVox, no agent state machines, no vendor health probes.
@@ -61,10 +61,11 @@ from lvgateway.config.model import phone_key  # noqa: E402
 from lvgateway.drain import OrderedDrain  # noqa: E402
 from lvgateway.health import Readiness  # noqa: E402
 from lvgateway.logs import level_filtered  # noqa: E402
+from lvgateway.media.select import make_media_relay  # noqa: E402
 from lvgateway.media.testing import FakeMediaRelay  # noqa: E402
-from lvgateway.media.twisted_relay import TwistedMediaRelay  # noqa: E402
 from lvgateway.metrics import new_registry  # noqa: E402
 from lvgateway.sip.service import SipService  # noqa: E402
+from lvgateway.sip.sippy_reactor import SippyOnReactor  # noqa: E402
 from lvgateway.sip.user_agent import GatewayUA  # noqa: E402
 from lvgateway.stalls import StallWatchdog  # noqa: E402
 
@@ -103,7 +104,7 @@ pass_through_headers = ["Carrier-Name"]
 [[vendor.endpoints]]
 uri = "sip:bot@{vendor}"
 [media]
-engine = "twisted"
+engine = "{engine}"
 listen_host = "127.0.0.1"
 port_min = {port_min}
 port_max = {port_max}
@@ -319,7 +320,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, required=True)
     parser.add_argument("--vendor", required=True, help="HOST:PORT of the SIPp vendor")
     parser.add_argument("--state", type=Path, required=True, help="a directory of its own")
-    parser.add_argument("--media", choices=("twisted", "fake"), default="twisted")
+    parser.add_argument("--media", choices=("twisted", "rtpio", "auto", "fake"), default="twisted")
     parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     parser.add_argument("--port-min", type=int, default=20000)
     parser.add_argument("--port-max", type=int, default=29999)
@@ -361,6 +362,7 @@ def main() -> None:
             port_max=args.port_max,
             max_invites=args.max_invites_per_second,
             shed_on_lag="false" if args.no_shed_on_lag else "true",
+            engine="twisted" if args.media == "fake" else args.media,
         ),
         source=str(state / "gateway.toml"),
     )
@@ -368,9 +370,13 @@ def main() -> None:
     calls = LeanCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
     media: Any
-    if args.media == "twisted":
-        media = TwistedMediaRelay(
-            reactor, config.media, registry, livevox_networks=config.sip.allowed_networks
+    if args.media != "fake":
+        media = make_media_relay(
+            reactor,
+            config.media,
+            registry,
+            config.sip.allowed_networks,
+            ensure_sippy=lambda: SippyOnReactor.for_reactor(reactor),
         )
     else:
         media = FakeMediaRelay(address="127.0.0.1", first_port=args.port_min)

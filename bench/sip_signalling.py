@@ -1,7 +1,7 @@
 """How many calls a second the gateway's SIP part carries with every call completing, against Sippy's b2bua_simple.
 
     python bench/sip_signalling.py [--rates 20,40,60,80,100,120,150,200,250,300] [--seconds 10]
-        [--hold-ms 1000] [--targets gateway,floor] [--media twisted|fake] [--log-level info]
+        [--hold-ms 1000] [--targets gateway,floor] [--media twisted|rtpio|auto|fake] [--log-level info]
         [--max-minutes 10] [--max-calls 40000] [--keep] [--sample-stalls]
         [--flood RATE [--flood-seconds 10] [--flood-limit N] [--flood-after 60]]
         [--gateway-args '--godead 1'] [--profile FILE]
@@ -770,7 +770,7 @@ def main() -> None:
         "--hold-ms", type=int, default=1000, help="how long each call is held (SIPp -d)"
     )
     parser.add_argument("--targets", default="gateway,floor")
-    parser.add_argument("--media", choices=("twisted", "fake"), default="twisted")
+    parser.add_argument("--media", choices=("twisted", "rtpio", "auto", "fake"), default="twisted")
     parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     parser.add_argument("--max-minutes", type=float, default=10.0)
     parser.add_argument("--max-calls", type=int, default=40000)
