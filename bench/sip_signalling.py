@@ -507,6 +507,7 @@ def run_step(
     counts_before = target.call_counts()
     if idle is not None:
         idle.take()  # start afresh
+    during: dict[str, Any] | None = None
     drops0 = socket_drops(B2BUA_HOST, target.port)
     cpu0, busy0 = cpu_seconds(target.process.pid), machine_ticks()
     wait0 = runqueue_wait(target.process.pid)
@@ -530,7 +531,8 @@ def run_step(
     if flood:
         # The vendor has no call count to stop at: wait until it has ended every call the
         # gateway accepted (each VENDOR_TIMEWAIT after its BYE), then end it.
-        target.summary()
+        target.summary()  # which starts the stall figures afresh: keep the flood's
+        during = target.stalls()
         shed_so_far = target.call_counts().get("refused 503", 0) - counts_before.get(
             "refused 503", 0
         )
@@ -618,7 +620,9 @@ def run_step(
         "sipp_watchdog": _int(lv, "WatchdogMajor(C)") + _int(lv, "WatchdogMinor(C)"),
         "live_after": live,
         "sip_socket_drops": None if drops0 is None or drops1 is None else drops1 - drops0,
-        "gateway_stalls": target.stalls(),
+        # A flood's: until every INVITE was answered (the tail after it is apart).
+        "gateway_stalls": during if during is not None else target.stalls(),
+        "gateway_stalls_after_the_answers": target.stalls() if during is not None else None,
         "idle_process_timer_lag_ms": idle_lag,
         "shed_503": shed if flood or shed else 0,
         "accepted_completed": accepted if counted else None,
