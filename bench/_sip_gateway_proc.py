@@ -1,13 +1,14 @@
 """The gateway's SIP part alone in a process, for ``bench/sip_signalling.py``.
 
     python bench/_sip_gateway_proc.py --agents N --vendor 127.0.0.3:PORT --state DIR
-        [--media twisted|fake] [--log-level info] [--port-min 20000 --port-max 29999]
-        [--sample-stalls]
+        [--media twisted|rtpio|auto|fake] [--log-level info] [--port-min 20000 --port-max 29999]
+        [--sample-stalls] [--profile FILE] [--max-invites-per-second N] [--no-shed-on-lag]
+        [--gc-thresholds A,B,C] [--godead SECONDS]
 
 Builds what ``tests/sip_gateway.py`` builds, on the real reactor: the real
 :class:`~lvgateway.sip.service.SipService` (Sippy on the reactor, the call
-router, the vendor endpoint), the real Twisted media relay (or the media fake
-with ``--media fake``), an agent pool that admits every known 899 number
+router, the vendor endpoint), the real Twisted media relay (``--media rtpio``
+or ``auto`` for that engine, ``--media fake`` for none), an agent pool that admits every known 899 number
 (agents ``AIVA1..N`` on ``+1899000000n``), and the in-memory call store
 ``FakeCalls`` (no SQLite, no wrap-up), which here forgets each call once it
 has ended. No LiveVox, no agent state machines, no vendor health probes.
@@ -50,18 +51,23 @@ from twisted.logger import (  # noqa: E402
 )
 from zope.interface import implementer  # noqa: E402
 
+from bench._support import lag_figures  # noqa: E402
 from lvgateway.agents.interfaces import Admission, Refusal  # noqa: E402
 from lvgateway.agents.testing import FakeAgent, FakeAgentPool  # noqa: E402
 from lvgateway.calls.testing import FakeCalls  # noqa: E402
+from lvgateway.collector import THRESHOLDS, settle_heap  # noqa: E402
 from lvgateway.config import parse_config  # noqa: E402
 from lvgateway.config.model import phone_key  # noqa: E402
 from lvgateway.drain import OrderedDrain  # noqa: E402
 from lvgateway.health import Readiness  # noqa: E402
 from lvgateway.logs import level_filtered  # noqa: E402
+from lvgateway.media.select import make_media_relay  # noqa: E402
 from lvgateway.media.testing import FakeMediaRelay  # noqa: E402
-from lvgateway.media.twisted_relay import TwistedMediaRelay  # noqa: E402
 from lvgateway.metrics import new_registry  # noqa: E402
 from lvgateway.sip.service import SipService  # noqa: E402
+from lvgateway.sip.sippy_reactor import SippyOnReactor  # noqa: E402
+from lvgateway.sip.user_agent import GatewayUA  # noqa: E402
+from lvgateway.stalls import StallWatchdog  # noqa: E402
 
 #: The shape of tests/sip_gateway.py's config. Media timeouts are long: neither
 #: SIPp sends RTP.
@@ -74,6 +80,8 @@ call_drain_timeout = 5
 listen_host = "127.0.0.1"
 listen_port = 0
 allowed_networks = ["127.0.0.1/32", "127.0.0.3/32"]
+max_invites_per_second = {max_invites}
+shed_on_reactor_lag = {shed_on_lag}
 [livevox]
 base_url = "http://127.0.0.1:1"
 client_name = "bench"
@@ -96,7 +104,7 @@ pass_through_headers = ["Carrier-Name"]
 [[vendor.endpoints]]
 uri = "sip:bot@{vendor}"
 [media]
-engine = "twisted"
+engine = "{engine}"
 listen_host = "127.0.0.1"
 port_min = {port_min}
 port_max = {port_max}
@@ -214,6 +222,7 @@ class Stalls:
 
     def __init__(self) -> None:
         self.lags: list[float] = []
+        self.all_lags: list[float] = []
         self.gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
         self._gc_began = 0.0
         self._last = time.monotonic()
@@ -230,6 +239,7 @@ class Stalls:
         now = time.monotonic()
         lag = now - self._last - self.TICK
         self._last = self.last_tick = now
+        self.all_lags.append(max(0.0, lag))
         if lag > 0.02:
             self.lags.append(lag)
 
@@ -242,8 +252,10 @@ class Stalls:
     def take(self) -> dict[str, Any]:
         """What was seen since the last call, in milliseconds; then start afresh."""
         lags, self.lags = self.lags, []
+        every, self.all_lags = sorted(self.all_lags), []
         gcs, self.gc = self.gc, {0: [], 1: [], 2: []}
         return {
+            "reactor_lag_ms": lag_figures(every),
             "reactor_lags_over_20ms": len(lags),
             "reactor_lag_max_ms": round(1000 * max(lags), 1) if lags else 0.0,
             "reactor_lag_total_ms": round(1000 * sum(lags), 1),
@@ -308,12 +320,27 @@ def main() -> None:
     parser.add_argument("--agents", type=int, required=True)
     parser.add_argument("--vendor", required=True, help="HOST:PORT of the SIPp vendor")
     parser.add_argument("--state", type=Path, required=True, help="a directory of its own")
-    parser.add_argument("--media", choices=("twisted", "fake"), default="twisted")
+    parser.add_argument("--media", choices=("twisted", "rtpio", "auto", "fake"), default="twisted")
     parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     parser.add_argument("--port-min", type=int, default=20000)
     parser.add_argument("--port-max", type=int, default=29999)
     parser.add_argument(
         "--sample-stalls", action="store_true", help="sample the stack while the reactor stalls"
+    )
+    parser.add_argument(
+        "--max-invites-per-second", type=float, default=0.0, help="[sip] max_invites_per_second"
+    )
+    parser.add_argument(
+        "--no-shed-on-lag", action="store_true", help="[sip] shed_on_reactor_lag = false"
+    )
+    parser.add_argument(
+        "--gc-thresholds", help="diagnostics: gc.set_threshold values, e.g. 700,10,10"
+    )
+    parser.add_argument("--godead", type=float, help="diagnostics: seconds a finished leg lingers")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="diagnostics: run under cProfile, its stats written here at exit",
     )
     args = parser.parse_args()
 
@@ -333,6 +360,9 @@ def main() -> None:
             vendor=args.vendor,
             port_min=args.port_min,
             port_max=args.port_max,
+            max_invites=args.max_invites_per_second,
+            shed_on_lag="false" if args.no_shed_on_lag else "true",
+            engine="twisted" if args.media == "fake" else args.media,
         ),
         source=str(state / "gateway.toml"),
     )
@@ -340,9 +370,13 @@ def main() -> None:
     calls = LeanCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
     media: Any
-    if args.media == "twisted":
-        media = TwistedMediaRelay(
-            reactor, config.media, registry, livevox_networks=config.sip.allowed_networks
+    if args.media != "fake":
+        media = make_media_relay(
+            reactor,
+            config.media,
+            registry,
+            config.sip.allowed_networks,
+            ensure_sippy=lambda: SippyOnReactor.for_reactor(reactor),
         )
     else:
         media = FakeMediaRelay(address="127.0.0.1", first_port=args.port_min)
@@ -354,6 +388,17 @@ def main() -> None:
     # step as an unexpected message and fail a call there.
     sip.health.start = lambda: None  # type: ignore[method-assign]
     sip.startService()
+    # As the gateway does: the stall watchdog, shedding while the reactor lags.
+    watchdog = StallWatchdog(reactor, registry)
+    sip.shed_while(watchdog.lagging)
+    watchdog.startService()
+    if args.godead is not None:
+        GatewayUA.godead_timeout = args.godead
+    thresholds = (
+        tuple(int(v) for v in args.gc_thresholds.split(",")) if args.gc_thresholds else THRESHOLDS
+    )
+    # As the gateway does once started (lvgateway.drain.GatewayService).
+    settle_heap(thresholds)  # type: ignore[arg-type]
 
     stalls = Stalls()
     stalls.start()
@@ -378,6 +423,15 @@ def main() -> None:
             "end_reasons": dict(calls.reasons),
             "sip_calls": counters,
             "dropped_datagrams": sip.stack.source_filter.dropped,
+            "shed": {
+                s.labels["reason"]: int(s.value)
+                for metric in registry.collect()
+                if metric.name == "lvgateway_sip_invites_shed"
+                for s in metric.samples
+                if s.name == "lvgateway_sip_invites_shed_total"
+            },
+            "watchdog_stalls": watchdog.stalls,
+            "receive_buffer_bytes": sip.stack.server.receive_buffer,
             "log_levels": dict(tally.levels),
             "log_failures": tally.failures,
             "log_first": tally.first,
@@ -401,7 +455,14 @@ def main() -> None:
     signal.signal(signal.SIGUSR1, on_usr1)
     reactor.addSystemEventTrigger("before", "shutdown", stopping)  # type: ignore[attr-defined]
     print(f"port {sip.stack.port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    if args.profile is None:
+        reactor.run()  # type: ignore[attr-defined]
+    else:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(reactor.run)  # type: ignore[attr-defined]
+        profiler.dump_stats(str(args.profile))
     log_file.close()
 
 

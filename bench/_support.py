@@ -89,6 +89,23 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
+def lag_figures(lags: list[float]) -> dict[str, Any]:
+    """Percentiles of a timer's lags (seconds, sorted), in milliseconds."""
+    if not lags:
+        return {"ticks": 0}
+
+    def at(p: float) -> float:
+        return round(1000 * lags[min(len(lags) - 1, int(p / 100 * len(lags)))], 2)
+
+    return {
+        "ticks": len(lags),
+        "p50": at(50),
+        "p99": at(99),
+        "p99_9": at(99.9),
+        "max": round(1000 * lags[-1], 2),
+    }
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

@@ -1,8 +1,10 @@
 """How many calls a second the gateway's SIP part carries with every call completing, against Sippy's b2bua_simple.
 
     python bench/sip_signalling.py [--rates 20,40,60,80,100,120,150,200,250,300] [--seconds 10]
-        [--hold-ms 1000] [--targets gateway,floor] [--media twisted|fake] [--log-level info]
+        [--hold-ms 1000] [--targets gateway,floor] [--media twisted|rtpio|auto|fake] [--log-level info]
         [--max-minutes 10] [--max-calls 40000] [--keep] [--sample-stalls]
+        [--flood RATE [--flood-seconds 10] [--flood-limit N] [--flood-after 60]]
+        [--gateway-args '--godead 1'] [--profile FILE]
 
 Two B2BUAs, each in its own process on loopback, each ramped through the same
 call rates with the same SIPp load:
@@ -47,7 +49,25 @@ Bounded: each target gets an equal share of ``--max-minutes`` (a step that
 has begun runs to its own bounds, about a minute at most), the run at most
 ``--max-calls`` calls, every SIPp a ``-timeout`` with ``-timeout_error`` and
 every wait a deadline. Every process started is ended on the way out, on
-SIGTERM too. Logs and SIPp's files are kept (and their directory printed)
+SIGTERM too.
+
+Reactor lag: the gateway's 10 ms timer's lag percentiles per step
+(``gateway_stalls.reactor_lag_ms``), beside those of the same timer in an idle
+process running all along (``bench/_idle_timer_proc.py``,
+``idle_process_timer_lag_ms``): the machine's own baseline. The ramp's gateway
+runs with ``shed_on_reactor_lag = false``: it measures capacity.
+
+``--flood RATE``: after the ramps, a fresh gateway (``[sip]
+max_invites_per_second`` from ``--flood-limit``, shedding on reactor lag) gets
+RATE calls/s for ``--flood-seconds``, LiveVox's scenario
+``bench/sipp/livevox_call_or_503.xml`` taking 503 with Retry-After as a good
+answer; the step passes when every INVITE got a final response within Timer
+B, every call the gateway accepted completed at both SIPps, and no datagram
+was dropped at the socket. A 5 s step at ``--flood-after`` calls/s follows at
+once and must pass as a normal step (back to normal at once). The flood's
+calls are on top of ``--max-calls``.
+
+Logs and SIPp's files are kept (and their directory printed)
 with ``--keep`` or when a step failed. Writes
 ``bench/results/sip_signalling.json`` and prints one line of text.
 """
@@ -84,6 +104,8 @@ VENDOR_HOST = "127.0.0.3"
 #: SIPp's ``uas`` keeps each call 4 s after the BYE (its ``timewait``).
 VENDOR_TIMEWAIT = 4.0
 WARMUP_RATE, WARMUP_SECONDS = 10, 2
+#: RFC 3261's Timer B (64 x T1): a UAC gives up on an INVITE with no final response after it.
+TIMER_B_MS = 32_000
 FLOOR_NOTE = (
     "signalling floor: Sippy 2.5.0 b2bua_simple, SIPLOG_LVL=ERR: no agent lookup, no call record,"
     " no media, Sippy's own threaded event loop"
@@ -213,6 +235,30 @@ def wait_bound(
         time.sleep(0.05)
 
 
+class IdleBaseline:
+    """An idle process timing the same 10 ms timer as the gateway: how late the machine itself runs it."""
+
+    def __init__(self, procs: Processes, work: Path) -> None:
+        self._out = work / "idle_timer.json"
+        argv = [sys.executable, str(ROOT / "bench" / "_idle_timer_proc.py"), str(self._out)]
+        self.process = procs.start(argv, work / "idle_timer.log", stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        if _read_line(self.process.stdout, 30.0) != "ready":
+            raise RuntimeError(f"the idle timer process did not start; see {work}")
+
+    def take(self, bound: float = 5.0) -> dict[str, Any]:
+        """The idle timer's lag since the last take (the first take starts it afresh)."""
+        before = self._out.stat().st_mtime_ns if self._out.exists() else 0
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            if self._out.exists() and self._out.stat().st_mtime_ns != before:
+                figures: dict[str, Any] = json.loads(self._out.read_text())
+                return figures
+            time.sleep(0.02)
+        raise RuntimeError(f"the idle timer process wrote nothing within {bound:.0f}s")
+
+
 # -- the B2BUAs under test ---------------------------------------------------------
 
 
@@ -239,6 +285,10 @@ class Target:
         """Reactor lags and GC pauses since the last ask, when it can say."""
         return None
 
+    def call_counts(self) -> dict[str, int]:
+        """Calls so far by result and final code (``completed 200``), when it can say."""
+        return {}
+
 
 class GatewayTarget(Target):
     """The gateway's SIP part, run by ``bench/_sip_gateway_proc.py``."""
@@ -255,6 +305,8 @@ class GatewayTarget(Target):
         media: str,
         log_level: str,
         sample_stalls: bool = False,
+        profile: Path | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
         self.work = work
         self.vendor_port = free_udp_port(VENDOR_HOST)
@@ -263,6 +315,8 @@ class GatewayTarget(Target):
             "--agents", str(agents), "--vendor", f"{VENDOR_HOST}:{self.vendor_port}",
             "--state", str(work), "--media", media, "--log-level", log_level,
             *(["--sample-stalls"] if sample_stalls else []),
+            *(["--profile", str(profile)] if profile else []),
+            *extra,
         ]  # fmt: skip
         self.process = procs.start(argv, work / "stderr.log", stdout=subprocess.PIPE, cwd=work)
         assert self.process.stdout is not None
@@ -291,6 +345,10 @@ class GatewayTarget(Target):
     def live_calls(self) -> int | None:
         """The gateway's count of live calls."""
         return int(self.summary()["live_calls"])
+
+    def call_counts(self) -> dict[str, int]:
+        """The gateway's call counters as of its last summary."""
+        return dict(self._summary.get("sip_calls", {}))
 
     def stalls(self) -> dict[str, Any] | None:
         """Reactor lags and GC pauses since the last summary (and stacks, with ``--sample-stalls``)."""
@@ -400,6 +458,17 @@ def _int(stat: dict[str, str], name: str) -> int:
         return 0
 
 
+def _wait_vendor(stat: Path, calls: int, bound: float) -> None:
+    """Wait up to ``bound`` seconds until SIPp's ``-trace_stat`` counts ``calls`` ended calls."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        row = read_stat(stat)
+        if _int(row, "SuccessfulCall(C)") + _int(row, "FailedCall(C)") >= calls:
+            time.sleep(1.2)  # one more -fd 1 period, so the last row is written
+            return
+        time.sleep(0.2)
+
+
 def run_step(
     procs: Processes,
     target: Target,
@@ -408,10 +477,19 @@ def run_step(
     hold_ms: int,
     agents: int,
     agents_file: Path,
+    idle: IdleBaseline | None = None,
+    flood: bool = False,
 ) -> dict[str, Any]:
-    """Run one rate against ``target``; return its figures, ``passed`` among them."""
+    """Run one rate against ``target``; return its figures, ``passed`` among them.
+
+    A ``flood`` step expects new INVITEs shed with 503: LiveVox's scenario
+    takes a 503 with Retry-After as a good end, the vendor takes however many
+    calls the gateway accepted, and the step passes when every INVITE got a
+    final response within Timer B, every accepted call completed and the
+    socket dropped nothing.
+    """
     calls = max(1, round(rate * seconds))
-    work = target.work / f"{rate}cps"
+    work = target.work / f"{rate}cps{'-flood' if flood else ''}"
     work.mkdir(parents=True, exist_ok=True)
     sipp_timeout = int(seconds + hold_ms / 1000 + 30)
     common = ["-nostdin", "-trace_stat", "-fd", "1", "-trace_err", "-timeout_error"]
@@ -419,20 +497,25 @@ def run_step(
         SIPP, *target.vendor_args,
         "-i", VENDOR_HOST, "-p", str(target.vendor_port),
         "-mi", VENDOR_HOST, "-mp", str(free_udp_port(VENDOR_HOST)),
-        "-m", str(calls), "-l", str(agents + 10),
+        *([] if flood else ["-m", str(calls)]), "-l", str(agents + 10),
         "-stf", str(work / "vendor_stat.csv"), "-error_file", str(work / "vendor_errors.log"),
         "-timeout", f"{sipp_timeout + 15}s", *common,
     ]  # fmt: skip
     vendor = procs.start(vendor_argv, work / "vendor_screen.log", cwd=work)
     wait_bound(VENDOR_HOST, target.vendor_port, vendor, "the SIPp vendor")
     live_before = target.live_calls()  # and the gateway's stall counters start afresh
+    counts_before = target.call_counts()
+    if idle is not None:
+        idle.take()  # start afresh
+    during: dict[str, Any] | None = None
     drops0 = socket_drops(B2BUA_HOST, target.port)
     cpu0, busy0 = cpu_seconds(target.process.pid), machine_ticks()
     wait0 = runqueue_wait(target.process.pid)
     self0 = _own_cpu()
     began = time.monotonic()
     livevox_argv = [
-        SIPP, "-sf", str(target.livevox_scenario), "-inf", str(agents_file),
+        SIPP, "-sf", str(SCENARIOS / "livevox_call_or_503.xml" if flood else target.livevox_scenario),
+        "-inf", str(agents_file),
         "-i", LIVEVOX_HOST, "-p", str(free_udp_port(LIVEVOX_HOST)),
         "-mi", LIVEVOX_HOST, "-mp", str(free_udp_port(LIVEVOX_HOST)),
         "-r", str(rate), "-m", str(calls), "-l", str(agents), "-d", str(hold_ms),
@@ -445,16 +528,34 @@ def run_step(
     livevox_cpu = wait_rusage(livevox, sipp_timeout + 10)
     if livevox_cpu is None:
         procs.end(livevox)
+    if flood:
+        # The vendor has no call count to stop at: wait until it has ended every call the
+        # gateway accepted (each VENDOR_TIMEWAIT after its BYE), then end it.
+        target.summary()  # which starts the stall figures afresh: keep the flood's
+        during = target.stalls()
+        shed_so_far = target.call_counts().get("refused 503", 0) - counts_before.get(
+            "refused 503", 0
+        )
+        _wait_vendor(work / "vendor_stat.csv", calls - shed_so_far, VENDOR_TIMEWAIT + 30)
     # SIPp's uas ends each call VENDOR_TIMEWAIT after the BYE: give it that and a margin.
-    vendor_cpu = wait_rusage(vendor, VENDOR_TIMEWAIT + 10)
+    vendor_cpu = wait_rusage(vendor, 0.5 if flood else VENDOR_TIMEWAIT + 10)
     if vendor_cpu is None:
-        procs.end(vendor)
+        procs.end(vendor)  # a flood's vendor has no call count: it ends here
     wall = time.monotonic() - began
     cpu1, busy1 = cpu_seconds(target.process.pid), machine_ticks()
     wait1 = runqueue_wait(target.process.pid)
     self1 = _own_cpu()
     live = target.live_calls()
     drops1 = socket_drops(B2BUA_HOST, target.port)
+    idle_lag = idle.take() if idle is not None else None
+    counts_after = target.call_counts()
+    counted = {
+        k: v - counts_before.get(k, 0)
+        for k, v in counts_after.items()
+        if v - counts_before.get(k, 0)
+    }
+    shed = counted.get("refused 503", 0)
+    accepted = counted.get("completed 200", 0)
 
     lv, vd = read_stat(work / "livevox_stat.csv"), read_stat(work / "vendor_stat.csv")
     rtts, sent = read_rtt(work)
@@ -467,13 +568,19 @@ def run_step(
     reasons = []
     if livevox.returncode != 0:
         reasons.append(f"SIPp LiveVox exited {livevox.returncode}")
-    if vendor.returncode != 0:
+    if vendor.returncode != 0 and not flood:
         reasons.append(f"SIPp vendor exited {vendor.returncode}")
     if ok != calls or failed:
         reasons.append(f"LiveVox side: {ok} of {calls} calls successful, {failed} failed")
     vd_ok = _int(vd, "SuccessfulCall(C)")
-    if vd_ok != calls:
-        reasons.append(f"vendor side: {vd_ok} of {calls} calls successful")
+    if vd_ok != (accepted if flood else calls):
+        reasons.append(f"vendor side: {vd_ok} of {accepted if flood else calls} calls successful")
+    if flood and len(rtts) != calls:
+        reasons.append(f"{len(rtts)} of {calls} INVITEs got a final response")
+    if rtts and max(rtts) >= TIMER_B_MS:
+        reasons.append(f"an INVITE's final response took {max(rtts):.0f} ms, past Timer B")
+    if flood and drops0 is not None and drops1 is not None and drops1 > drops0:
+        reasons.append(f"{drops1 - drops0} datagrams dropped at the SIP socket")
     if calls > 1 and achieved < 0.95 * rate:
         reasons.append(f"SIPp held {achieved:.1f} calls/s of {rate}")
     if live:
@@ -513,7 +620,13 @@ def run_step(
         "sipp_watchdog": _int(lv, "WatchdogMajor(C)") + _int(lv, "WatchdogMinor(C)"),
         "live_after": live,
         "sip_socket_drops": None if drops0 is None or drops1 is None else drops1 - drops0,
-        "gateway_stalls": target.stalls(),
+        # A flood's: until every INVITE was answered (the tail after it is apart).
+        "gateway_stalls": during if during is not None else target.stalls(),
+        "gateway_stalls_after_the_answers": target.stalls() if during is not None else None,
+        "idle_process_timer_lag_ms": idle_lag,
+        "shed_503": shed if flood or shed else 0,
+        "accepted_completed": accepted if counted else None,
+        "calls_counted_by_gateway": counted,
     }
 
 
@@ -558,6 +671,7 @@ def ramp(
     agents_file: Path,
     deadline: float,
     calls_left: list[int],
+    baseline: IdleBaseline | None = None,
 ) -> dict[str, Any]:
     """Warm up, then run ``rates`` in order until a step fails or a bound is reached."""
     step_time = args.seconds + args.hold_ms / 1000 + VENDOR_TIMEWAIT + 3
@@ -577,7 +691,9 @@ def ramp(
             stopped_by = f"call bound before {rate} calls/s"
             break
         calls_left[0] -= calls
-        step = run_step(procs, target, rate, args.seconds, args.hold_ms, agents, agents_file)
+        step = run_step(
+            procs, target, rate, args.seconds, args.hold_ms, agents, agents_file, baseline
+        )
         steps.append(step)
         print(step_line(target.name, step), flush=True)
         if not step["passed"]:
@@ -600,6 +716,53 @@ def ramp(
     }
 
 
+def flood(
+    procs: Processes,
+    work: Path,
+    args: argparse.Namespace,
+    agents: int,
+    agents_file: Path,
+    idle: IdleBaseline | None,
+) -> dict[str, Any]:
+    """A fresh gateway, flooded at ``--flood`` calls/s, then a normal step at ``--flood-after``."""
+    target = GatewayTarget(
+        procs,
+        work,
+        agents,
+        args.media,
+        args.log_level,
+        extra=["--max-invites-per-second", str(args.flood_limit), *args.gateway_args.split()],
+    )
+    try:
+        warm = run_step(
+            procs, target, WARMUP_RATE, WARMUP_SECONDS, args.hold_ms, agents, agents_file
+        )
+        print(step_line("flood", warm) + "  (warm-up, not counted)", flush=True)
+        steps = [
+            run_step(
+                procs, target, args.flood, args.flood_seconds, args.hold_ms, agents,
+                agents_file, idle, flood=True,
+            ),
+        ]  # fmt: skip
+        print(step_line("flood", steps[0]) + f"  shed 503: {steps[0]['shed_503']}", flush=True)
+        # Back to normal at once: the next step, with no pause, must pass with nothing shed.
+        steps.append(
+            run_step(procs, target, args.flood_after, 5.0, args.hold_ms, agents, agents_file, idle)
+        )
+        print(step_line("flood", steps[1]) + "  (right after the flood)", flush=True)
+    finally:
+        procs.end(target.process, grace=15.0)
+    return {
+        "rate": args.flood,
+        "seconds": args.flood_seconds,
+        "max_invites_per_second": args.flood_limit,
+        "passed": all(s["passed"] for s in steps),
+        "warm_up": warm,
+        "steps": steps,
+        "logs": target.log_figures(),
+    }
+
+
 def main() -> None:
     """Parse arguments, ramp each target, report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -611,7 +774,7 @@ def main() -> None:
         "--hold-ms", type=int, default=1000, help="how long each call is held (SIPp -d)"
     )
     parser.add_argument("--targets", default="gateway,floor")
-    parser.add_argument("--media", choices=("twisted", "fake"), default="twisted")
+    parser.add_argument("--media", choices=("twisted", "rtpio", "auto", "fake"), default="twisted")
     parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     parser.add_argument("--max-minutes", type=float, default=10.0)
     parser.add_argument("--max-calls", type=int, default=40000)
@@ -620,6 +783,35 @@ def main() -> None:
         "--sample-stalls",
         action="store_true",
         help="diagnostics: sample the gateway's stack whenever its reactor stalls 50 ms",
+    )
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=0,
+        help="after the ramps, flood a fresh gateway at this rate (calls/s) for --flood-seconds",
+    )
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--flood-limit",
+        type=float,
+        default=0.0,
+        help="the flooded gateway's [sip] max_invites_per_second (0: shed on reactor lag only)",
+    )
+    parser.add_argument(
+        "--flood-after",
+        type=int,
+        default=60,
+        help="the rate of the normal step run right after the flood (calls/s, 5 s)",
+    )
+    parser.add_argument(
+        "--gateway-args",
+        default="",
+        help="diagnostics: more arguments for bench/_sip_gateway_proc.py, e.g. '--godead 1'",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="diagnostics: run the gateway under cProfile and write its stats to this file",
     )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -644,22 +836,34 @@ def main() -> None:
         calls_left = [args.max_calls]
         share = args.max_minutes * 60 / len(targets)
         print(HEADER, flush=True)
+        idle = IdleBaseline(procs, work)
         for name in targets:
             (work / name).mkdir()
             deadline = min(started + args.max_minutes * 60, time.monotonic() + share)
             target: Target
             if name == "gateway":
                 target = GatewayTarget(
-                    procs, work / name, agents, args.media, args.log_level, args.sample_stalls
+                    procs,
+                    work / name,
+                    agents,
+                    args.media,
+                    args.log_level,
+                    args.sample_stalls,
+                    args.profile and args.profile.resolve(),
+                    # The ramp measures capacity: shedding is the flood's to show.
+                    ["--no-shed-on-lag", *args.gateway_args.split()],
                 )
             else:
                 target = FloorTarget(procs, work / name)
             try:
                 results[name] = ramp(
-                    procs, target, rates, args, agents, agents_file, deadline, calls_left
+                    procs, target, rates, args, agents, agents_file, deadline, calls_left, idle
                 )
             finally:
                 procs.end(target.process, grace=15.0)
+        if args.flood:
+            (work / "flood").mkdir()
+            results["flood"] = flood(procs, work / "flood", args, agents, agents_file, idle)
         keep = args.keep or any(
             not s["passed"] for r in results.values() for s in [r["warm_up"], *r["steps"]]
         )
@@ -671,6 +875,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     gw, floor = results.get("gateway"), results.get("floor")
+    flooded = results.pop("flood", None)
     ratio: dict[str, Any] = {}
     if gw and floor and floor["highest_rate_cps"]:
         ratio["highest_rate"] = round(gw["highest_rate_cps"] / floor["highest_rate_cps"], 3)
@@ -707,12 +912,16 @@ def main() -> None:
         "wall_seconds": round(time.monotonic() - started, 1),
         **results,
         "ratio_gateway_over_floor": ratio,
+        "flood": flooded,
     }
     print()
     print(HEADER)
     for name in ("gateway", "floor"):
         for s in results.get(name, {}).get("steps", []):
             print(step_line(name, s))
+    if flooded:
+        for s in flooded["steps"]:
+            print(step_line("flood", s) + f"  shed 503: {s['shed_503']}")
     report("sip_signalling", figures, summary_line(gw, floor, ratio))
 
 

@@ -12,7 +12,6 @@ fails or overruns is logged and the next one still runs.
 from __future__ import annotations
 
 import enum
-import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,6 +27,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from lvgateway.collector import settle_heap
 from lvgateway.health import Readiness
 
 
@@ -263,7 +263,7 @@ class GatewayService(MultiService):
         walked by every full collection, whose pauses stall the reactor.
         """
         MultiService.startService(self)
-        gc.freeze()
+        settle_heap()
         for hook in self.on_started:
             try:
                 hook()

@@ -43,6 +43,7 @@ from lvgateway.media.service import MediaRelayService
 from lvgateway.metrics import new_registry
 from lvgateway.sip.service import SipService
 from lvgateway.sip.sippy_reactor import SippyOnReactor
+from lvgateway.stalls import StallWatchdog
 from lvgateway.supervisor import ChildProcessService
 from lvgateway.systemd import Notifier, SystemdReporter
 
@@ -202,6 +203,9 @@ def build_gateway(
     drain.register("stop media", DrainPhase.STOP_MEDIA, media.stop, 10.0)
     add("media", MediaRelayService(media))
     sip = SipService(reactor, config, agents, calls, media, registry, drain, readiness)
+    watchdog = StallWatchdog(reactor, registry)
+    sip.shed_while(watchdog.lagging)
+    add("stall-watchdog", watchdog)
     calls.set_legs(sip.router)
     control.routes.add_route("hep", HepResource(sip.hep))
     # The manhole's switch: hep.on(), hep.off(), hep.status().

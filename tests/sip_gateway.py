@@ -113,6 +113,8 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
     )
+    # More [sip] lines, at the end of that section.
+    text = text.replace("\n[livevox]", f"\n{kw.get('sip_extra', '')}\n[livevox]", 1)
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 
@@ -127,6 +129,7 @@ class SipGateway:
     sip: SipService
     drain: OrderedDrain
     readiness: Readiness
+    registry: Any = None
 
     @property
     def port(self) -> int:
@@ -158,7 +161,7 @@ def start_gateway(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> SipGatew
     readiness = Readiness()
     sip = SipService(reactor, config, pool, calls, media, registry, drain, readiness)
     sip.startService()
-    return SipGateway(config, pool, calls, media, sip, drain, readiness)
+    return SipGateway(config, pool, calls, media, sip, drain, readiness, registry)
 
 
 @attrs.frozen

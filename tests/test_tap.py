@@ -104,6 +104,7 @@ def test_make_service_builds_named_children(gateway_config_path: Path) -> None:
         "control",
         "agents",
         "media",
+        "stall-watchdog",
         "sip",
         "calls",
         "vendor_api",

@@ -72,6 +72,12 @@ class SipConfig:
     :param session_min_se: the shortest session interval (RFC 4028 Min-SE)
         accepted on either leg; shorter gets 422. RFC 4028's floor is 90 s:
         lower values are for tests only.
+    :param max_invites_per_second: new INVITEs past this rate get 503 with
+        Retry-After (a token bucket holding one second's worth); 0 for no limit.
+    :param shed_on_reactor_lag: new INVITEs get 503 while the reactor lags
+        past the stall threshold on each of its recent ticks.
+    :param receive_buffer_bytes: the SIP socket's receive buffer asked of the
+        kernel (Linux caps it at ``net.core.rmem_max``); 0 for the kernel's default.
     """
 
     listen_host: str
@@ -79,6 +85,9 @@ class SipConfig:
     advertised_host: str | None
     allowed_networks: tuple[IPNetwork, ...]
     session_min_se: int = 90
+    max_invites_per_second: float = 0.0
+    shed_on_reactor_lag: bool = True
+    receive_buffer_bytes: int = 4 * 1024 * 1024
 
 
 @attrs.frozen

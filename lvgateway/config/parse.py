@@ -204,6 +204,11 @@ def _sip(root: Table) -> SipConfig:
         allowed_networks=tuple(networks),
         # Below RFC 4028's 90 s only for tests: short session timers in real time.
         session_min_se=t.integer("session_min_se", 90, low=1, high=86400),
+        max_invites_per_second=t.number("max_invites_per_second", 0.0),
+        shed_on_reactor_lag=t.boolean("shed_on_reactor_lag", True),
+        receive_buffer_bytes=t.integer(
+            "receive_buffer_bytes", 4 * 1024 * 1024, low=0, high=1024 * 1024 * 1024
+        ),
     )
     t.finish()
     return sip

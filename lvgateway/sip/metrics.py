@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from lvgateway.metrics import counter, gauge, histogram
 from lvgateway.sip.guard import REASONS
+from lvgateway.sip.overload import SHED_REASONS
 
 __all__ = ["SipMetrics"]
 
@@ -60,6 +61,12 @@ class SipMetrics:
             "lvgateway_sip_messages_refused_total",
             "SIP messages answered with an error or dropped before any transaction, by reason.",
             {"reason": REASONS},
+        )
+        self.shed = counter(
+            registry,
+            "lvgateway_sip_invites_shed_total",
+            "New INVITEs answered 503 with Retry-After for overload, by reason.",
+            {"reason": SHED_REASONS},
         )
         self.transactions = gauge(
             registry,

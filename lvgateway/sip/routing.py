@@ -28,8 +28,9 @@ from lvgateway.media.errors import MediaUnavailableError
 from lvgateway.media.interfaces import IMediaRelay
 from lvgateway.sip import orphans
 from lvgateway.sip.call import BridgedCall
-from lvgateway.sip.headers import request_headers
+from lvgateway.sip.headers import cased, request_headers
 from lvgateway.sip.metrics import SipMetrics
+from lvgateway.sip.overload import InviteShedder
 from lvgateway.sip.vendor import VendorEndpoints
 
 __all__ = ["REFUSAL_CODES", "CallRouter"]
@@ -120,6 +121,8 @@ class CallRouter:
         self.session_min_se = 90
         #: Why /readyz would say 503 (its failing checks), or None: OPTIONS answers agree with it.
         self.unready: Callable[[], str | None] = lambda: None
+        #: Decides which new INVITEs are shed for overload (none, by default).
+        self.shedder = InviteShedder()
         self.live: set[BridgedCall] = set()
         self._idle_waiters: list[Deferred[None]] = []
 
@@ -168,6 +171,13 @@ class CallRouter:
         number = str(req.getRURI().username or "")
         if self.draining:
             return self._refuse(req, 503, "Service Unavailable", Refusal.DRAINING.value, number)
+        shed = self.shedder.check(self._reactor.seconds())
+        if shed is not None:
+            # No log line per INVITE: the shedder logs when shedding begins and ends.
+            self._metrics.call_result("refused", 503)
+            resp = req.genResponse(503, "Service Unavailable")
+            resp.appendHeader(cased("Retry-After", str(shed.retry_after)))
+            return (resp, None, None)
         admission = self._pool.admit(number)
         headers = request_headers(req)
         if admission.user_name is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -19,6 +20,7 @@ from lvgateway.media.interfaces import IMediaRelay
 from lvgateway.sip.health import VendorHealth
 from lvgateway.sip.hep import HepCapture
 from lvgateway.sip.metrics import SipMetrics
+from lvgateway.sip.overload import InviteShedder
 from lvgateway.sip.routing import CallRouter
 from lvgateway.sip.stack import SipStack
 from lvgateway.sip.udp import SourceFilter
@@ -60,6 +62,11 @@ class SipService(Service):
         self.router = CallRouter(
             reactor, pool, calls, media, config.vendor, self.endpoints, self.metrics
         )
+        self.router.shedder = InviteShedder(
+            config.sip.max_invites_per_second,
+            on_shed=lambda reason: self.metrics.shed.labels(reason).inc(),
+        )
+        self._shed_on_lag = config.sip.shed_on_reactor_lag
         source_filter = SourceFilter(
             config.sip.allowed_networks, reactor, on_drop=lambda host: self.metrics.dropped.inc()
         )
@@ -83,6 +90,7 @@ class SipService(Service):
             advertised_host=config.sip.advertised_host,
             metrics=self.metrics,
             capture=self.hep,
+            receive_buffer=config.sip.receive_buffer_bytes,
         )
         self.health = VendorHealth(
             reactor,
@@ -117,6 +125,11 @@ class SipService(Service):
         drain.register("stop SIP", DrainPhase.STOP_SIP, self._stop_sip, 5.0)
         readiness.add_check("sip", self._not_listening)
         readiness.add_check("vendor", self.health.unavailable)
+
+    def shed_while(self, lagging: Callable[[], bool]) -> None:
+        """Shed new INVITEs while ``lagging()`` says the reactor lags (if ``shed_on_reactor_lag``)."""
+        if self._shed_on_lag:
+            self.router.shedder.lagging = lagging
 
     def _correlate(self, sip_call_id: str) -> str | None:
         """The gateway's call id of the accepted live call with this SIP Call-ID on either leg.

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import sippy.SipTransactionManager
 from sippy.SipConf import SipConf
 from sippy.SipTransactionManager import SipTransactionManager
 from sippy.Udp_server import Udp_server_opts
@@ -49,6 +50,41 @@ class SipTrace:
                 call_id=kwargs.get("call_id", "-"),
                 text="".join(str(a) for a in args).rstrip(),
             )
+
+
+class _CachedAnswer:
+    """One entry of Sippy's retransmission cache: a ``SipTMRetransmitO`` without a ``__dict__``."""
+
+    __slots__ = ("userv", "data", "address", "call_id", "lossemul")
+
+    def __init__(
+        self,
+        userv: Any = None,
+        data: Any = None,
+        address: Any = None,
+        call_id: Any = None,
+        lossemul: Any = None,
+    ) -> None:
+        self.userv = userv
+        self.data = data
+        self.address = address
+        self.call_id = call_id
+        self.lossemul = lossemul
+
+
+#: The entry for a message seen but not to be answered again (most entries): one, shared.
+_NOTHING_TO_RESEND = _CachedAnswer()
+
+
+def _cache_entry(*args: Any) -> _CachedAnswer:
+    """What Sippy's ``SipTMRetransmitO(...)`` makes, with far fewer objects for the collector.
+
+    Sippy keeps an entry per message for 32 to 64 s (to answer or ignore its
+    retransmissions): at 100 calls a second that is some 20,000 instances and
+    as many ``__dict__``s, all walked by every full collection. Sippy only
+    reads the entries, so the empty ones can share one instance.
+    """
+    return _CachedAnswer(*args) if any(a is not None for a in args) else _NOTHING_TO_RESEND
 
 
 class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
@@ -118,6 +154,7 @@ class SipStack(Service):
     :param metrics: where live transactions and refused messages are counted.
     :param guard_log_interval: seconds between the guard's summary log lines.
     :param capture: copies every message in and out as HEP, or ``None``.
+    :param receive_buffer: the socket's receive buffer to ask for, in bytes; 0 for the default.
     """
 
     def __init__(
@@ -133,8 +170,10 @@ class SipStack(Service):
         metrics: SipMetrics | None = None,
         guard_log_interval: float = 60.0,
         capture: HepCapture | None = None,
+        receive_buffer: int = 0,
     ) -> None:
         self._reactor = reactor
+        self._receive_buffer = receive_buffer
         self.capture = capture
         self._host = listen_host
         self._port = listen_port
@@ -185,6 +224,8 @@ class SipStack(Service):
     def startService(self) -> None:
         """Drive Sippy from the reactor and bind the SIP port."""
         self.adapter = SippyOnReactor.for_reactor(self._reactor)
+        # Process-wide, as SipConf: the module's name is what its methods call.
+        sippy.SipTransactionManager.SipTMRetransmitO = _cache_entry
         SipConf.my_uaname = self._user_agent
         self.global_config = {
             "_sip_address": self._host,
@@ -198,6 +239,7 @@ class SipStack(Service):
             self._advertised,
             guard=self.guard,
             capture=self.capture,
+            receive_buffer=self._receive_buffer,
         )
         self.tm = _TransactionManager(self.global_config, self._handler, server)
         self.global_config["_sip_tm"] = self.tm

@@ -16,7 +16,9 @@ sent is copied to the collector.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,19 +26,23 @@ import attrs
 from sippy.Network_server import Network_server, Remote_address
 from sippy.Time.MonoTime import MonoTime
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from lvgateway.config.model import IPNetwork
 from lvgateway.sip.guard import MessageGuard
 from lvgateway.sip.hep import HepCapture
 
-__all__ = ["ReactorUdpServer", "SourceFilter"]
+__all__ = ["ReactorUdpServer", "SourceFilter", "is_ip_literal"]
 
 log = Logger()
 
 #: How often a dropped source is logged again.
 DROP_LOG_INTERVAL = 60.0
+
+
+def _networks(networks: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+    return tuple(networks)
 
 
 @attrs.define
@@ -48,7 +54,7 @@ class SourceFilter:
     :param on_drop: called with each dropped source address, e.g. to count it.
     """
 
-    allowed: Sequence[IPNetwork]
+    allowed: tuple[IPNetwork, ...] = attrs.field(converter=_networks)
     clock: Any
     on_drop: Callable[[str], None] = lambda host: None
     dropped: int = 0
@@ -56,11 +62,7 @@ class SourceFilter:
 
     def allows(self, host: str) -> bool:
         """Whether a datagram from ``host`` may be handed to Sippy; counts and logs a refusal."""
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            address = None
-        if address is not None and any(address in net for net in self.allowed):
+        if _allowed(host, self.allowed):
             return True
         self.dropped += 1
         self.on_drop(host)
@@ -78,6 +80,31 @@ class SourceFilter:
         return False
 
 
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer (0: leave it); return what the kernel reports.
+
+    A burst of INVITEs arriving while the reactor is busy waits in this
+    buffer; once it is full the kernel drops datagrams unseen, and LiveVox
+    retransmits into the same full socket.
+    """
+    if size > 0:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError as e:
+            log.warn("SIP socket: could not set a {size}-byte receive buffer: {e}", size=size, e=e)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(host: str, allowed: tuple[IPNetwork, ...]) -> bool:
+    """Whether ``host`` is in one of ``allowed``: parsed once per source, not per datagram."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in net for net in allowed)
+
+
 class _SipDatagrams(DatagramProtocol):
     def __init__(self, server: ReactorUdpServer) -> None:
         self._server = server
@@ -86,7 +113,9 @@ class _SipDatagrams(DatagramProtocol):
         self._server.datagram_received(datagram, addr)
 
 
-def _is_ip_literal(host: str) -> bool:
+@functools.lru_cache(maxsize=1024)
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address (IPv6 with or without brackets); cached: asked per send."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -106,6 +135,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         not the bound one; ``None`` for the bound one.
     :param guard: checks each allowed datagram before Sippy parses it.
     :param capture: copies each allowed and each sent datagram as HEP, or ``None``.
+    :param receive_buffer: the socket's receive buffer to ask for, in bytes; 0 for the default.
     """
 
     transport = "udp"
@@ -119,6 +149,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         uopts: Any,
         guard: MessageGuard | None = None,
         capture: HepCapture | None = None,
+        receive_buffer: int = 0,
     ) -> None:
         super().__init__(uopts)
         self.guard = guard
@@ -134,7 +165,17 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         host, port = self.uopts.laddress
         self._port = reactor.listenUDP(int(port), _SipDatagrams(self), interface=host.strip("[]"))
         self.uopts.laddress = (host, self._port.getHost().port)
-        log.info("SIP listening on udp {host}:{port}", host=host, port=self.uopts.laddress[1])
+        #: The receive buffer the kernel granted, in bytes (as it reports it).
+        self.receive_buffer = set_receive_buffer(self._port.getHandle(), receive_buffer)
+        log.emit(
+            LogLevel.warn if self.receive_buffer < receive_buffer else LogLevel.info,
+            "SIP listening on udp {host}:{port}, receive buffer {granted} bytes ({asked} asked;"
+            " Linux reports twice what it grants, and caps it at net.core.rmem_max)",
+            host=host,
+            port=self.uopts.laddress[1],
+            granted=self.receive_buffer,
+            asked=receive_buffer,
+        )
 
     @property
     def port(self) -> int:
@@ -169,7 +210,7 @@ class ReactorUdpServer(Network_server):  # type: ignore[misc]
         if self._port is None:
             return
         host, port = address[0].strip("[]"), int(address[1])
-        if _is_ip_literal(host):
+        if is_ip_literal(host):
             self._write(data, host, port)
             return
         d = self._reactor.resolve(host)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from lvgateway.config.model import IPNetwork, VendorEndpoint
 from lvgateway.config.secret import Secret
+from lvgateway.sip.udp import is_ip_literal
 
 __all__ = ["ResolvedEndpoint", "VendorEndpoints"]
 
@@ -40,14 +41,6 @@ class ResolvedEndpoint:
     port: int
     username: str | None
     password: str | None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @attrs.define
@@ -78,9 +71,9 @@ class VendorEndpoints:
         """The networks the vendor's media may come from: each endpoint's address, as known now."""
         found: list[IPNetwork] = []
         for e in self.endpoints:
-            host = e.host if _is_ip(e.host) else self._cache.get(e.host, ("", 0.0))[0]
+            host = e.host if is_ip_literal(e.host) else self._cache.get(e.host, ("", 0.0))[0]
             if host:
-                found.append(ipaddress.ip_network(host))
+                found.append(ipaddress.ip_network(host.strip("[]")))
         return found
 
     def resolve(self, endpoint: VendorEndpoint) -> Deferred[ResolvedEndpoint]:
@@ -92,7 +85,7 @@ class VendorEndpoints:
                 endpoint.uri, endpoint.user, address, endpoint.port, endpoint.username, password
             )
 
-        if _is_ip(endpoint.host):
+        if is_ip_literal(endpoint.host):
             return succeed(made(endpoint.host))
         cached = self._cache.get(endpoint.host)
         now = self.reactor.seconds()
