@@ -104,3 +104,41 @@ def test_a_pair_given_back_is_reused_last(seed: int) -> None:
     reactor.advance(0)
     numbers = [ports.listen_pair(protocol)[0].number for _ in range(4)]
     assert numbers[-1] == first[0].number and sorted(numbers) == [20000, 20002, 20004, 20006]
+
+
+class CountingRandom(random.Random):
+    """A seeded picker that counts what the allocator asks of it."""
+
+    def __init__(self) -> None:
+        super().__init__(11)
+        self.draws = 0
+        self.shuffled = 0
+
+    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        self.draws += 1
+        return super().randrange(*args, **kwargs)  # type: ignore[arg-type]
+
+    def shuffle(self, x: list[object]) -> None:  # type: ignore[override]
+        self.shuffled += len(x)
+        super().shuffle(x)
+
+
+def test_a_pair_from_a_mostly_free_range_costs_a_few_draws_not_a_shuffle_of_the_range() -> None:
+    """With 5,000 pairs and 100 calls up, each new pair takes a draw or two; the range is never listed and shuffled."""
+    reactor = MemoryUdpReactor()
+    rng = CountingRandom()
+    ports = PortAllocator(reactor, HOST, 20000, 29999, rng=rng)
+    for _ in range(100):
+        ports.listen_pair(protocol)
+    assert rng.shuffled == 0
+    assert rng.draws <= 110, rng.draws
+
+
+def test_the_last_free_pair_of_a_nearly_full_range_is_still_found() -> None:
+    """When the random draws miss (every pair but one held), the allocator lists the free pairs and finds it."""
+    reactor = MemoryUdpReactor()
+    ports = PortAllocator(reactor, HOST, 20000, 20199, rng=random.Random(3))
+    held = [ports.listen_pair(protocol) for _ in range(99)]
+    last = ports.listen_pair(protocol)[0].number
+    assert last not in {rtp.number for rtp, _ in held}
+    assert ports.pairs_free() == 0

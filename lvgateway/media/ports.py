@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -28,6 +28,11 @@ from lvgateway.media.errors import PortsExhaustedError
 __all__ = ["BoundPort", "PortAllocator"]
 
 P = TypeVar("P", bound=DatagramProtocol)
+
+#: Random draws from the whole range before the allocator lists every free
+#: pair: while the range is mostly free, one or two draws find a pair, so a
+#: bind costs a few random numbers instead of a shuffle of thousands of pairs.
+RANDOM_DRAWS = 32
 
 
 @attrs.frozen
@@ -64,6 +69,9 @@ class PortAllocator:
     _busy: set[int] = attrs.field(factory=set, init=False)
     #: RTP ports given back lately, oldest first: picked last.
     _resting: deque[int] = attrs.field(init=False)
+    #: The same ports, for membership tests.
+    _resting_set: set[int] = attrs.field(factory=set, init=False)
+    _resting_max: int = attrs.field(default=1, init=False)
 
     def __attrs_post_init__(self) -> None:
         first = self.port_min + (self.port_min % 2)
@@ -72,7 +80,8 @@ class PortAllocator:
                 f"media port range {self.port_min}-{self.port_max} holds no RTP/RTCP pair"
             )
         self.port_min = first
-        self._resting = deque(maxlen=max(1, self.pairs_total // 2))
+        self._resting_max = max(1, self.pairs_total // 2)
+        self._resting = deque()
 
     @property
     def pairs_total(self) -> int:
@@ -113,18 +122,31 @@ class PortAllocator:
             f" ({len(self._busy)} ports held by this relay)"
         )
 
-    def _candidates(self) -> list[int]:
-        """The free RTP ports in the order to try them: at random, the resting ones last."""
-        resting = set(self._resting)
-        free = [
-            self.port_min + 2 * n
-            for n in range(self.pairs_total)
-            if self.port_min + 2 * n not in self._busy
-            and self.port_min + 2 * n + 1 not in self._busy
+    def _free(self, rtp_number: int) -> bool:
+        return rtp_number not in self._busy and rtp_number + 1 not in self._busy
+
+    def _candidates(self) -> Iterator[int]:
+        """The free RTP ports in the order to try them: at random, the resting ones last.
+
+        First a few random draws from the whole range; should they all miss
+        (a range nearly full), every other free pair, shuffled.
+        """
+        total = self.pairs_total
+        drawn: set[int] = set()
+        for _ in range(min(RANDOM_DRAWS, total)):
+            number = self.port_min + 2 * self.rng.randrange(total)
+            if number in drawn or number in self._resting_set or not self._free(number):
+                continue
+            drawn.add(number)
+            yield number
+        fresh = [
+            number
+            for number in range(self.port_min, self.port_min + 2 * total, 2)
+            if number not in drawn and number not in self._resting_set and self._free(number)
         ]
-        fresh = [number for number in free if number not in resting]
         self.rng.shuffle(fresh)
-        return fresh + [number for number in self._resting if number in free]
+        yield from fresh
+        yield from [number for number in self._resting if self._free(number)]
 
     def _bind(self, number: int, factory: Callable[[int], P]) -> BoundPort[P] | None:
         protocol = factory(number)
@@ -153,6 +175,9 @@ class PortAllocator:
         return closing
 
     def _rest(self, rtp_number: int) -> None:
-        if rtp_number in self._resting:
+        if rtp_number in self._resting_set:
             self._resting.remove(rtp_number)
+        elif len(self._resting) >= self._resting_max:
+            self._resting_set.discard(self._resting.popleft())
         self._resting.append(rtp_number)
+        self._resting_set.add(rtp_number)

@@ -359,3 +359,7 @@ class PortsInOrder(random.Random):
 
     def shuffle(self, x: Any) -> None:  # type: ignore[override]
         """Leave the order as it is."""
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        """Draw the range's first pair, always (then the allocator goes on in order)."""
+        return 0
