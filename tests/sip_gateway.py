@@ -113,6 +113,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
     )
+    text += kw.get("extra_toml", "")  # such as [[media.rtpengine]] tables
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 
