@@ -45,6 +45,7 @@ def make_relay(daemons: list[Rtpengine], registry: CollectorRegistry, **kw: Any)
         rtpengine=tuple(RtpengineInstance(d.ng) for d in daemons),
         initial_timeout=kw.pop("initial_timeout", 5.0),
         timeout=kw.pop("timeout", 10.0),
+        vendor_latching=kw.pop("vendor_latching", "strict"),
     )
     relay = RtpengineMediaRelay(
         reactor,
@@ -199,5 +200,37 @@ async def test_media_timeout_from_rtpengine_reports_and_delete_on_release(
                 )
             assert call.session.counters().livevox_to_vendor.packets > 2
             assert relay.stats().sessions == 0
+        finally:
+            await relay.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_behind_nat_latches_to_its_first_packet_and_livevox_stays_strict(
+    tmp_path: Path, endpoints: Endpoints
+) -> None:
+    """vendor_latching = "first_packet": the vendor's media from another port than its SDP's is latched once; LiveVox's side still refuses strangers."""
+    async with rtpengine(tmp_path) as daemon:
+        relay = make_relay([daemon], CollectorRegistry(), vendor_latching="first_packet")
+        try:
+            await wait_until(lambda: relay.online() is None, "the instance up")
+            session = relay.new_session("nat")
+            livevox, vendor_sdp = endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)
+            behind_nat = endpoints.open(VENDOR_HOST)  # where the vendor's media really comes from
+            stranger = endpoints.open(LIVEVOX_HOST)
+            livevox_to, vendor_to = await connect(session, livevox, vendor_sdp)
+            stranger.send(rtp(1, ssrc=0xBAD), livevox_to)
+            behind_nat.send(rtp(1, ssrc=0x2000), vendor_to)
+            await wait_until(lambda: livevox.received, "the vendor's first packet at LiveVox")
+            livevox.send(rtp(1, ssrc=0x1000), livevox_to)
+            await wait_until(lambda: behind_nat.received, "LiveVox's audio at the NAT address")
+            vendor_sdp.send(rtp(2, ssrc=0x2000), vendor_to)  # the latch does not move
+            behind_nat.send(rtp(3, ssrc=0x2000), vendor_to)
+            await wait_until(
+                lambda: len(livevox.received) == 2, "the latched vendor's second packet"
+            )
+            await settle()
+            assert livevox.payloads() == [rtp(1, ssrc=0x2000), rtp(3, ssrc=0x2000)]
+            assert behind_nat.payloads() == [rtp(1, ssrc=0x1000)]
+            assert stranger.received == [] and vendor_sdp.received == []
         finally:
             await relay.stop()

@@ -53,6 +53,7 @@ class Engine:
     """A started engine and how to bring a session's counters up to date."""
 
     relay: IMediaRelay
+    registry: CollectorRegistry
 
     async def counters_now(self, session: IMediaSession) -> Any:
         """The session's counters, fresh (rtpengine's after one more query)."""
@@ -67,13 +68,14 @@ class Engine:
 async def make_engine(name: str, tmp_path: Path) -> AsyncIterator[Engine]:
     """Start the named engine (and its rtpengine daemon), stop it afterwards."""
     base = random.randrange(20000, 60000, 2)
+    registry = CollectorRegistry()
     networks = [ipaddress.ip_network(f"{LIVEVOX_HOST}/32")]
     if name == "twisted":
         relay: Any = TwistedMediaRelay(
-            reactor, media_config(base, 64), CollectorRegistry(), livevox_networks=networks
+            reactor, media_config(base, 64), registry, livevox_networks=networks
         )
         relay.start()
-        yield Engine(relay)
+        yield Engine(relay, registry)
         await relay.stop()
         return
     async with rtpengine(tmp_path) as daemon:
@@ -85,7 +87,7 @@ async def make_engine(name: str, tmp_path: Path) -> AsyncIterator[Engine]:
         relay = RtpengineMediaRelay(
             reactor,
             config,
-            CollectorRegistry(),
+            registry,
             livevox_networks=networks,
             ping_interval=0.2,
             command_interval=0.2,
@@ -93,7 +95,7 @@ async def make_engine(name: str, tmp_path: Path) -> AsyncIterator[Engine]:
         )
         relay.start()
         await wait_until(lambda: relay.online() is None, "rtpengine instance up")
-        yield Engine(relay)
+        yield Engine(relay, registry)
         await relay.stop()
 
 
@@ -172,6 +174,10 @@ async def test_audio_both_ways_counted(engine: Engine, endpoints: Endpoints) -> 
     stats = engine.relay.stats()
     assert stats.sessions == 0
     assert stats.livevox_to_vendor.packets == stats.vendor_to_livevox.packets == count
+    for direction in ("livevox_to_vendor", "vendor_to_livevox"):  # the media metrics agree
+        labels = {"direction": direction}
+        assert engine.registry.get_sample_value("lvgateway_rtp_packets_total", labels) == count
+        assert engine.registry.get_sample_value("lvgateway_rtp_bytes_total", labels) == count * 172
 
 
 @pytest_twisted.ensureDeferred
@@ -226,3 +232,6 @@ async def test_strangers_inside_the_allowed_networks_cannot_hijack(
     assert c.dropped["unknown_source"] == 2 * sent
     assert c.livevox_to_vendor.packets == c.vendor_to_livevox.packets == 2
     await session.release()
+    engine.relay.stats()
+    drops = {"reason": "unknown_source"}
+    assert engine.registry.get_sample_value("lvgateway_rtp_dropped_total", drops) == 2 * sent
