@@ -29,7 +29,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from lvgateway.media.counters import MediaCounters, MediaSide, silence_of, silent_side
+from lvgateway.media.answered import AnsweredSession
+from lvgateway.media.counters import MediaCounters, MediaSide
 from lvgateway.media.errors import MediaSdpError, MediaSessionReleasedError
 from lvgateway.media.interfaces import IMediaSession, SdpResultCallback
 from lvgateway.media.latching import LatchMode
@@ -58,7 +59,7 @@ _CHECK_ADDRESS = "192.0.2.1"
 
 @implementer(IMediaSession)
 @attrs.define(eq=False)
-class RtpengineMediaSession:
+class RtpengineMediaSession(AnsweredSession):
     """One call on one rtpengine instance; made by :meth:`RtpengineMediaRelay.new_session`.
 
     :param call_id: the gateway's call id, for logs.
@@ -228,30 +229,6 @@ class RtpengineMediaSession:
     def _from_report(self, report: dict[str, Any]) -> MediaCounters:
         ports = (self._ports["livevox"], self._ports["vendor"])
         return counters_from_report(report, time.time(), self._relay.monotonic(), ports)
-
-    def mark_answered(self) -> None:
-        """See :meth:`IMediaSession.mark_answered`."""
-        if self._answered_at is None:
-            self._answered_at = self._relay.monotonic()
-
-    def silent_side(self) -> MediaSide | None:
-        """See :meth:`IMediaSession.silent_side`, on the counters of the last poll."""
-        if self._answered_at is None or self._released:
-            return None
-        config = self._relay.config
-        return silent_side(
-            self._counters,
-            self._relay.monotonic(),
-            self._answered_at,
-            config.initial_timeout,
-            config.timeout,
-        )
-
-    def silence(self, side: MediaSide) -> float | None:
-        """See :meth:`IMediaSession.silence`."""
-        if self._answered_at is None or self._released:
-            return None
-        return silence_of(self._counters, side, self._relay.monotonic(), self._answered_at)
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`: the last poll's, or the ``delete`` reply's after release."""
