@@ -12,8 +12,10 @@ Sippy's own ``Rtp_proxy_session``, so the SIP part attaches a session to the
 and passes the B leg a *copy* of LiveVox's body (``body.getCopy()``): the
 hooks rewrite the body they are given in place.
 
-The two engines: :mod:`lvgateway.media.twisted_relay` (pure Twisted, here),
-and later rtp.io, whose session wraps Sippy's ``Rtp_proxy_session``.
+The engines: :mod:`lvgateway.media.twisted_relay` (pure Twisted, here),
+:mod:`lvgateway.media.rtpengine` (rtpengine daemons over the ng protocol),
+and :mod:`lvgateway.media.rtpio` (in-process rtpproxy, whose session wraps
+Sippy's ``Rtp_proxy_session``).
 :mod:`lvgateway.media.testing` has a verified fake of both interfaces.
 """
 
