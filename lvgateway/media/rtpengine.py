@@ -20,7 +20,8 @@ rtpengine's own (its ``--port-min``/``--port-max``, chosen at random); the
 ``media`` section's ``listen_host`` is where the ng client's socket binds.
 
 **Counters and media timeouts.** Each ``poll_interval``, up to
-``polls_per_round`` sessions are queried (one query in flight a session);
+``polls_per_round`` sessions are queried (one query in flight a session),
+spread over the interval in :data:`POLL_SLICES` rounds;
 their counters feed the media metrics each ``metrics_interval`` and the
 sessions' media-timeout rule.
 """
@@ -52,6 +53,11 @@ from lvgateway.media.rtpengine_session import RtpengineMediaSession
 __all__ = ["RtpengineInstanceState", "RtpengineMediaRelay", "RtpengineMediaSession"]
 
 log = Logger()
+
+#: Each poll interval is cut into this many rounds, each querying its share of
+#: the sessions: rtpengine answers queries on the threads that forward media,
+#: so one burst of every call's query a second would delay audio.
+POLL_SLICES = 10
 
 Health = Literal["unknown", "up", "down"]
 
@@ -154,7 +160,7 @@ class RtpengineMediaRelay:
         self._state = "running"
         for interval, work in (
             (self.ping_interval, self._ping_all),
-            (self.poll_interval, self._poll_round),
+            (self.poll_interval / POLL_SLICES, self._poll_round),
             (self.metrics_interval, self.flush_metrics),
         ):
             loop = LoopingCall(work)
@@ -283,7 +289,7 @@ class RtpengineMediaRelay:
         sessions = list(self._sessions)
         if not sessions:
             return
-        budget = min(self.polls_per_round, len(sessions))
+        budget = min(-(-self.polls_per_round // POLL_SLICES), -(-len(sessions) // POLL_SLICES))
         start = self._cursor % len(sessions)
         for session in (sessions[(start + k) % len(sessions)] for k in range(budget)):
             if session.instance.health != "down":
