@@ -163,7 +163,10 @@ async def test_no_instance_up_refuses_calls_and_readiness_says_why(tmp_path: Pat
             assert failures == 1
             daemon.resume()
             await wait_until(lambda: relay.online() is None, "the instance up again")
-            relay.new_session("accepted")
+            accepted = relay.new_session("accepted")
+            daemon.pause()  # a call released before any SDP sends rtpengine nothing
+            released = accepted.release()
+            assert released.called and relay.stats().sessions == 0
         finally:
             daemon.resume()
             await relay.stop()

@@ -84,6 +84,7 @@ class RtpengineMediaSession(AnsweredSession):
     _released: bool = attrs.field(default=False, init=False)
     _final: bool = attrs.field(default=False, init=False)
     _polling: bool = attrs.field(default=False, init=False)
+    _signalled: bool = attrs.field(default=False, init=False)
     _waiters: list[Deferred[None]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -139,6 +140,7 @@ class RtpengineMediaSession(AnsweredSession):
         }
         if command == "answer" or self._answered_once:
             message["to-tag"] = TAGS[other_side(offerer)]
+        self._signalled = True
         sent = self._relay.command(self.instance, message)
         sent.addCallbacks(
             self._updated,
@@ -244,6 +246,9 @@ class RtpengineMediaSession(AnsweredSession):
         if self._released:
             return waiter
         self._released = True
+        if not self._signalled:  # rtpengine never heard of the call
+            self._deleted({})
+            return waiter
         deleted = self._relay.command(
             self.instance, {"command": "delete", "call-id": self.ng_call_id}
         )
@@ -265,7 +270,7 @@ class RtpengineMediaSession(AnsweredSession):
         final = self._counters
         self._relay._session_released(self, final)
         log.info(
-            "media {call_id}: deleted on rtpengine {instance}; relayed {lv_packets} packets from"
+            "media {call_id}: released on rtpengine {instance}; relayed {lv_packets} packets from"
             " LiveVox, {vd_packets} from the vendor; dropped {dropped}",
             call_id=self.call_id,
             instance=self.instance.name,
