@@ -1,7 +1,8 @@
-"""Media benchmark: the gateway's relay engines (rtp.io, Twisted) against rtpengine, under N G.711 calls.
+"""Media benchmark: the gateway's relay engines (rtp.io, Twisted, rtpengine) against rtpengine, under N G.711 calls.
 
     PYTHONPATH=. python bench/media.py [--calls 50,100,200,300,400] [--seconds 8] [--repeat 1]
-                                       [--engines rtpio,twisted,rtpengine] [--budget 900]
+                                       [--engines rtpio,twisted,rtpengine,gw-rtpengine] [--budget 900]
+                                       [--name media]
 
 For each N and each engine, one trial on loopback:
 
@@ -18,6 +19,12 @@ For each N and each engine, one trial on loopback:
   Debian's ``rtpengine-daemon`` in userspace (``--table=-1``, no kernel
   module, loopback only), its calls set up with ``offer``/``answer`` over its
   ng control protocol (bencode over UDP);
+- ``gw-rtpengine`` is the same daemon driven by the gateway's rtpengine
+  engine (``--serve rtpengine``: strict latching, its ping and query
+  polling running), so it measures what the gateway's signalling adds to
+  rtpengine driven directly, in the same run. Its CPU is the daemon's; the
+  gateway process's own CPU is ``gateway_cpu_share``. ``setup_ms_per_call``
+  is how long setting up the calls took (offer and answer), per call;
 - ``direct`` is the baseline: the two ends send to each other, no relay. Its
   latency is the generator's and the kernel's share; an engine's *added*
   latency is its percentile minus direct's at the same N.
@@ -35,7 +42,7 @@ trial, 5 repeats, and ``--budget`` seconds in all.
 rtpengine must be installed (``apt-get install -y rtpengine-daemon``, with
 ``/usr/sbin/policy-rc.d`` exiting 101 so that its service does not start);
 without it, it is left out and the output says so. Writes
-``bench/results/media.json`` and prints one line of text. The benchmark and
+``bench/results/NAME.json`` (``--name``, ``media`` by default) and prints one line of text. The benchmark and
 rtpengine are never part of CI.
 """
 
@@ -202,45 +209,64 @@ class Relay:
         self.engine = engine
         self.calls = calls
         self.process: subprocess.Popen[str] | None = None
+        self.daemon: subprocess.Popen[str] | None = None
         self.ng: NgClient | None = None
 
     @property
     def pid(self) -> int | None:
+        """The process that relays the media (rtpengine's, for both rtpengine engines)."""
+        if self.daemon is not None:
+            return self.daemon.pid
         return self.process.pid if self.process is not None else None
+
+    @property
+    def gateway_pid(self) -> int | None:
+        """The gateway's process driving rtpengine (``gw-rtpengine`` only)."""
+        return self.process.pid if self.daemon is not None and self.process is not None else None
 
     def start(self) -> None:
         low, high = port_range(self.calls)
-        if self.engine in ("rtpio", "twisted"):
+        if self.engine in ("rtpio", "twisted", "gw-rtpengine"):
+            extra: list[str] = []
+            serve_engine = self.engine
+            if self.engine == "gw-rtpengine":
+                extra = ["--ng-port", str(self._start_rtpengine(low, high))]
+                serve_engine = "rtpengine"
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             self.process = subprocess.Popen(
-                [sys.executable, __file__, "--serve", self.engine, "--port-min", str(low),
-                 "--port-max", str(high)],
+                [sys.executable, __file__, "--serve", serve_engine, "--port-min", str(low),
+                 "--port-max", str(high), *extra],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir(),
             )  # fmt: skip
             ready = self._line()
             if ready != "READY":
                 raise RuntimeError(f"{self.engine} relay did not start: {ready!r}")
         elif self.engine == "rtpengine":
-            port = free_udp_port()
-            self.process = subprocess.Popen(
-                ["rtpengine", "--foreground", "--log-stderr", "--log-level=3", "--config-file=none",
-                 "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{port}",
-                 f"--port-min={low}", f"--port-max={high}", f"--num-threads={os.cpu_count() or 2}",
-                 "--delete-delay=0"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                text=True,
-            )  # fmt: skip
-            self.ng = NgClient(port)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    if self.ng(command="ping").get("result") == "pong":
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("rtpengine did not answer ping")
-                time.sleep(0.05)
+            self._start_rtpengine(low, high)
+            self.process, self.daemon = self.daemon, None
+
+    def _start_rtpengine(self, low: int, high: int) -> int:
+        """Start rtpengine in userspace on loopback; return its ng port once it answers ping."""
+        port = free_udp_port()
+        self.daemon = subprocess.Popen(
+            ["rtpengine", "--foreground", "--log-stderr", "--log-level=3", "--config-file=none",
+             "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{port}",
+             f"--port-min={low}", f"--port-max={high}", f"--num-threads={os.cpu_count() or 2}",
+             "--delete-delay=0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        self.ng = NgClient(port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.ng(command="ping").get("result") == "pong":
+                    return port
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.daemon.poll() is not None:
+                raise RuntimeError("rtpengine did not answer ping")
+            time.sleep(0.05)
 
     def _line(self, bound: float = 60.0) -> str:
         """The child's next line (it answers each request with one), waiting at most ``bound`` s."""
@@ -288,7 +314,7 @@ class Relay:
             self.ng.close()
         if self.process is None:
             return stats
-        if self.engine in ("rtpio", "twisted") and self.process.stdin is not None:
+        if self.engine in ("rtpio", "twisted", "gw-rtpengine") and self.process.stdin is not None:
             try:
                 self.process.stdin.write("STOP\n")
                 self.process.stdin.flush()
@@ -299,11 +325,16 @@ class Relay:
                 pass
         else:
             self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.daemon is not None:
+            self.daemon.terminate()
+        for process in (self.process, self.daemon):
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         return stats
 
 
@@ -318,19 +349,23 @@ def trial(load: Path, engine: str, calls: int, seconds: float) -> dict[str, Any]
     try:
         ports = [int(p) for p in gen.stdout.readline().split()[1:]]
         relay.start()
+        setup0 = time.monotonic()
         targets = relay.targets(ports)
+        setup_s = time.monotonic() - setup0
         gen.stdin.write("TARGETS " + " ".join(f"{h} {p}" for h, p in targets) + "\n")
         gen.stdin.flush()
-        pid = relay.pid
-        cpu0 = cpu1 = t0 = t1 = gen0 = gen1 = 0.0
+        pid, gw_pid = relay.pid, relay.gateway_pid
+        cpu0 = cpu1 = t0 = t1 = gen0 = gen1 = gw0 = gw1 = 0.0
         result: dict[str, Any] = {}
         for line in gen.stdout:
             if line.startswith("MEASURE_START"):
                 t0, gen0 = time.monotonic(), cpu_seconds(gen.pid)
                 cpu0 = cpu_seconds(pid) if pid else 0.0
+                gw0 = cpu_seconds(gw_pid) if gw_pid else 0.0
             elif line.startswith("MEASURE_END"):
                 t1, gen1 = time.monotonic(), cpu_seconds(gen.pid)
                 cpu1 = cpu_seconds(pid) if pid else 0.0
+                gw1 = cpu_seconds(gw_pid) if gw_pid else 0.0
             elif line.startswith("RESULT "):
                 result = json.loads(line[7:])
         gen.wait(timeout=30)
@@ -350,6 +385,8 @@ def trial(load: Path, engine: str, calls: int, seconds: float) -> dict[str, Any]
         "relay_cpu_share": round((cpu1 - cpu0) / window, 3) if window else None,
         "relay_cpu_us_per_packet": round((cpu1 - cpu0) / packets * 1e6, 2) if pid and packets else None,
         "load_cpu_share": round((gen1 - gen0) / window, 3) if window else None,
+        "gateway_cpu_share": round((gw1 - gw0) / window, 3) if window and gw_pid else None,
+        "setup_ms_per_call": round(setup_s * 1000 / calls, 3),
         "loss": round(result["lost"] / sent, 6) if sent else None,
         **{k: result[k] for k in ("sent_measured", "lost", "dups", "crossed", "foreign",
                                   "p50_us", "p99_us", "p999_us", "max_us", "max_send_lag_us")},
@@ -362,7 +399,7 @@ def trial(load: Path, engine: str, calls: int, seconds: float) -> dict[str, Any]
 # -- our engines, served in a child process ----------------------------------
 
 
-def serve(engine: str, port_min: int, port_max: int) -> None:
+def serve(engine: str, port_min: int, port_max: int, ng_port: int | None = None) -> None:
     """The relay child: build the engine as the gateway does, then set up calls as told on stdin."""
     from prometheus_client import CollectorRegistry
     from sippy.MsgBody import MsgBody
@@ -371,11 +408,12 @@ def serve(engine: str, port_min: int, port_max: int) -> None:
     from twisted.internet.task import deferLater
     from twisted.protocols.basic import LineReceiver
 
-    from lvgateway.config.model import MediaConfig
+    from lvgateway.config.model import MediaConfig, RtpengineInstance
     from lvgateway.media.select import make_media_relay
     from lvgateway.sip.sippy_reactor import SippyOnReactor
 
-    config = MediaConfig(engine, "127.0.0.1", None, port_min, port_max, 60.0, 120.0)  # type: ignore[arg-type]
+    instances = (RtpengineInstance(("127.0.0.1", ng_port)),) if ng_port else ()
+    config = MediaConfig(engine, "127.0.0.1", None, port_min, port_max, 60.0, 120.0, rtpengine=instances)  # type: ignore[arg-type]
     networks = [ipaddress.ip_network("127.0.0.1/32")]
     relay = make_media_relay(
         reactor, config, CollectorRegistry(), networks,
@@ -469,6 +507,8 @@ def summarise(runs: list[dict[str, Any]], engine: str, calls: int) -> dict[str, 
         "added_p99_us": median("added_p99_us"),
         "p99_us_each": [r["p99_us"] for r in runs],
         "load_cpu_share": median("load_cpu_share"),
+        "gateway_cpu_share": median("gateway_cpu_share"),
+        "setup_ms_per_call": median("setup_ms_per_call"),
     }
 
 
@@ -488,14 +528,16 @@ def main() -> None:
     parser.add_argument("--calls", default="50,100,200,300,400", help="comma-separated Ns")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured window per trial")
     parser.add_argument("--repeat", type=int, default=1, help="trials per engine and N (medians)")
-    parser.add_argument("--engines", default="rtpio,twisted,rtpengine")
+    parser.add_argument("--engines", default="rtpio,twisted,rtpengine,gw-rtpengine")
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the whole run")
-    parser.add_argument("--serve", choices=("rtpio", "twisted"), help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="media", help="the results file, bench/results/NAME.json")
+    parser.add_argument("--serve", choices=("rtpio", "twisted", "rtpengine"), help=argparse.SUPPRESS)
+    parser.add_argument("--ng-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port-min", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port-max", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port_min, args.port_max)
+        serve(args.serve, args.port_min, args.port_max, args.ng_port)
         return
 
     ns = sorted({int(n) for n in args.calls.split(",")})
@@ -504,7 +546,7 @@ def main() -> None:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     notes: list[str] = []
     if "rtpengine" in engines and shutil.which("rtpengine") is None:
-        engines.remove("rtpengine")
+        engines = [e for e in engines if e not in ("rtpengine", "gw-rtpengine")]
         notes.append(
             "rtpengine left out: not installed (apt-get install -y rtpengine-daemon,"
             " with /usr/sbin/policy-rc.d exiting 101)"
@@ -541,6 +583,7 @@ def main() -> None:
                         f"N={n:4d} #{rep + 1} {engine:9s} cpu/pkt={row['relay_cpu_us_per_packet']} us"
                         f" cpu={row['relay_cpu_share']} loss={row['loss']:.4%}"
                         f" crossed={row['crossed']} p50={row['p50_us']} us p99={row['p99_us']} us"
+                        f" setup={row['setup_ms_per_call']} ms/call"
                         f" (load cpu {row['load_cpu_share']}, loadavg {row['loadavg_1min']})",
                         flush=True,
                     )
@@ -560,7 +603,7 @@ def main() -> None:
     by = {(r["engine"], r["calls"]): r for r in table}
     for n in ns:
         ref = by.get(("rtpengine", n))
-        for engine in ("rtpio", "twisted"):
+        for engine in ("rtpio", "twisted", "gw-rtpengine"):
             ours = by.get((engine, n))
             if ref is None or ours is None or not ref["relay_cpu_us_per_packet"]:
                 continue
@@ -597,7 +640,7 @@ def main() -> None:
         + (f" ({'; '.join(notes)})" if notes else "")
     )  # fmt: skip
     report(
-        "media",
+        args.name,
         {
             "seconds": args.seconds,
             "warmup_s": WARMUP,

@@ -115,6 +115,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
     )
     # More [sip] lines, at the end of that section.
     text = text.replace("\n[livevox]", f"\n{kw.get('sip_extra', '')}\n[livevox]", 1)
+    text += kw.get("extra_toml", "")  # such as [[media.rtpengine]] tables
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 

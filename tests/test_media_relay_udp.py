@@ -211,43 +211,6 @@ async def test_audio_both_ways_two_calls(relay: TwistedMediaRelay, endpoints: En
 
 
 @pytest_twisted.ensureDeferred
-async def test_strangers_inside_the_allowed_networks_cannot_hijack(
-    relay: TwistedMediaRelay, endpoints: Endpoints
-) -> None:
-    """Hosts inside both sides' allowed networks send to a live call's ports before and after the real peers.
-
-    They get nothing, inject nothing, and every one of their datagrams is
-    counted as dropped.
-    """
-    session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
-    livevox, vendor = endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)
-    # Same hosts as the real peers (inside the allowed networks), other ports.
-    strangers = [endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)]
-    livevox_to, vendor_to = connect(session, livevox, vendor)
-    for stranger in strangers:
-        stranger.send(b"first in", vendor_to)
-        stranger.send(b"first in", livevox_to)
-    await wait_until(lambda: session.counters().dropped["unknown_source"] == 4, "4 drops")
-    livevox.send(b"from livevox", livevox_to)
-    vendor.send(b"from vendor", vendor_to)
-    await wait_until(lambda: vendor.received and livevox.received, "both peers' audio")
-    for stranger in strangers:
-        stranger.send(b"after", vendor_to)
-        stranger.send(b"after", livevox_to)
-    await wait_until(lambda: session.counters().dropped["unknown_source"] == 8, "8 drops")
-    livevox.send(b"marker", livevox_to)
-    vendor.send(b"marker", vendor_to)
-    await wait_until(lambda: len(vendor.received) == 2 and len(livevox.received) == 2, "markers")
-    await settle()
-    assert vendor.payloads() == [b"from livevox", b"marker"]
-    assert livevox.payloads() == [b"from vendor", b"marker"]
-    assert all(stranger.received == [] for stranger in strangers)
-    c = session.counters()
-    assert c.livevox_source == livevox.address and c.vendor_source == vendor.address
-    assert c.dropped["unknown_source"] == 8
-
-
-@pytest_twisted.ensureDeferred
 async def test_stranger_dropped_and_counted(relay: TwistedMediaRelay, endpoints: Endpoints) -> None:
     """Packets from 127.0.0.9 to either relay port are dropped, counted, never forwarded, and do not steal the latch."""
     session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
@@ -338,29 +301,3 @@ async def test_exhaustion_skips_ports_in_use() -> None:
         assert {again.livevox_port, again.vendor_port} <= {base, base + 2, base + 4}
     finally:
         await media.stop()
-
-
-@pytest_twisted.ensureDeferred
-async def test_muted_vendor_reaches_livevox_no_more_while_livevox_still_reaches_it(
-    relay: TwistedMediaRelay, endpoints: Endpoints
-) -> None:
-    """After ``mute("vendor")`` (a transfer started), the vendor's RTP stops at the relay, counted; LiveVox's still flows."""
-    session = relay.new_session("call", vendor_networks=[ipaddress.ip_network(f"{VENDOR_HOST}/32")])
-    livevox, vendor = endpoints.open(LIVEVOX_HOST), endpoints.open(VENDOR_HOST)
-    livevox_to, vendor_to = connect(session, livevox, vendor)
-    vendor.send(rtp(1, ssrc=2), vendor_to)
-    await wait_until(lambda: livevox.received, "the vendor's first packet")
-    session.mute("vendor")
-    session.mute("vendor")  # again: no effect
-    for seq in range(2, 12):
-        vendor.send(rtp(seq, ssrc=2), vendor_to)
-    await wait_until(lambda: session.counters().dropped["muted"] == 10, "10 muted drops")
-    livevox.send(rtp(1, ssrc=1), livevox_to)
-    await wait_until(lambda: vendor.received, "LiveVox's packet at the vendor")
-    await settle()
-    assert livevox.payloads() == [rtp(1, ssrc=2)]
-    assert vendor.payloads() == [rtp(1, ssrc=1)]
-    c = session.counters()
-    assert c.muted == frozenset({"vendor"})
-    assert c.vendor_to_livevox.packets == 1 and c.livevox_to_vendor.packets == 1
-    assert c.last_from_vendor is not None  # still heard: no media timeout for a muted bot

@@ -1,4 +1,4 @@
-"""Choosing the media engine: rtp.io where it imports, the Twisted relay when asked or when it does not."""
+"""Choosing the media engine: a strict one (the Twisted relay) by default, rtp.io or rtpengine only by name."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import reactor
 from twisted.logger import capturedLogs
 
-from lvgateway.config.model import MediaConfig
+from lvgateway.config.model import MediaConfig, RtpengineInstance
+from lvgateway.media.rtpengine import RtpengineMediaRelay
 from lvgateway.media.rtpio import RtpioMediaRelay
 from lvgateway.media.select import MediaEngineUnavailableError, make_media_relay
 from lvgateway.media.twisted_relay import TwistedMediaRelay
@@ -40,14 +41,29 @@ def engine_line(events: list[dict[str, object]]) -> str:
     return line
 
 
-def test_auto_picks_rtpio_here() -> None:
-    """On this Linux x86-64 machine, with rtp-io installed, auto runs rtp.io and says so."""
+def test_auto_picks_the_strict_twisted_relay_even_where_rtpio_imports() -> None:
+    """auto runs the Twisted relay, which latches strictly: rtp.io latches to anyone's first packet."""
     pytest.importorskip("rtp.io")
     with capturedLogs() as events:
         relay = make_media_relay(reactor, CONFIG, CollectorRegistry(), ensure_sippy=_ensure)
-    assert isinstance(relay, RtpioMediaRelay)
-    assert engine_line(events).startswith("media engine: rtp.io 1.")
-    assert 'media.engine = "auto", rtp.io imports' in engine_line(events)
+    assert isinstance(relay, TwistedMediaRelay)
+    assert engine_line(events) == (
+        'media engine: Twisted relay (media.engine = "auto", strict latching)'
+    )
+
+
+def test_rtpengine_when_configured() -> None:
+    """engine = "rtpengine" builds the rtpengine engine over its instances; none is an error."""
+    config = attrs.evolve(
+        CONFIG, engine="rtpengine", rtpengine=(RtpengineInstance(("127.0.0.1", 2223)),)
+    )
+    with capturedLogs() as events:
+        relay = make_media_relay(reactor, config, CollectorRegistry())
+    assert isinstance(relay, RtpengineMediaRelay)
+    assert engine_line(events) == 'media engine: rtpengine (media.engine = "rtpengine")'
+    assert relay.online() == "not started"
+    with pytest.raises(ValueError, match=r"needs at least one \[\[media.rtpengine\]\]"):
+        make_media_relay(reactor, attrs.evolve(config, rtpengine=()), CollectorRegistry())
 
 
 def test_twisted_when_configured() -> None:
@@ -69,17 +85,6 @@ def test_rtpio_when_configured() -> None:
     assert isinstance(relay, RtpioMediaRelay)
 
 
-def test_auto_falls_back_when_rtpio_cannot_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With rtp.io unimportable, auto runs the Twisted relay and the log line says why."""
-    monkeypatch.setitem(sys.modules, "rtp.io", None)  # makes `from rtp.io import ...` fail
-    with capturedLogs() as events:
-        relay = make_media_relay(reactor, CONFIG, CollectorRegistry(), ensure_sippy=_ensure)
-    assert isinstance(relay, TwistedMediaRelay)
-    line = engine_line(events)
-    assert line.startswith('media engine: Twisted relay (media.engine = "auto", and rtp.io cannot')
-    assert "import" in line
-
-
 def test_rtpio_required_but_missing_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """engine = "rtpio" without rtp.io fails at start-up instead of silently relaying in Python."""
     monkeypatch.setitem(sys.modules, "rtp.io", None)
@@ -92,22 +97,26 @@ def test_rtpio_required_but_missing_is_an_error(monkeypatch: pytest.MonkeyPatch)
 def test_rtpio_needs_the_sippy_adapter() -> None:
     """Without a way to put Sippy on the reactor, the rtp.io engine is refused (it would never come online)."""
     with pytest.raises(MediaEngineUnavailableError, match="ensure_sippy"):
-        make_media_relay(reactor, CONFIG, CollectorRegistry(), probe=lambda: None)
+        make_media_relay(
+            reactor, attrs.evolve(CONFIG, engine="rtpio"), CollectorRegistry(), probe=lambda: None
+        )
 
 
-def test_probe_is_consulted_only_when_needed() -> None:
-    """engine = "twisted" never imports rtp.io; a probe's reason is what the line says."""
+def test_probe_is_consulted_only_for_rtpio() -> None:
+    """Only engine = "rtpio" asks whether rtp.io imports; its reason is what the error says."""
     asked: list[int] = []
 
     def probe() -> str | None:
         asked.append(1)
         return "rtp.io cannot be imported: test"
 
-    make_media_relay(
-        reactor, attrs.evolve(CONFIG, engine="twisted"), CollectorRegistry(), probe=probe
-    )
+    for engine in ("twisted", "auto"):
+        make_media_relay(
+            reactor, attrs.evolve(CONFIG, engine=engine), CollectorRegistry(), probe=probe
+        )
     assert asked == []
-    with capturedLogs() as events:
-        make_media_relay(reactor, CONFIG, CollectorRegistry(), probe=probe)
+    with pytest.raises(MediaEngineUnavailableError, match="rtp.io cannot be imported: test"):
+        make_media_relay(
+            reactor, attrs.evolve(CONFIG, engine="rtpio"), CollectorRegistry(), probe=probe
+        )
     assert asked == [1]
-    assert "rtp.io cannot be imported: test" in engine_line(events)

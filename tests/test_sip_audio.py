@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import pytest_twisted
 import treq
 
+from .rtpengine_process import rtpengine, rtpengine_toml, running
 from .sip_gateway import SipGateway, free_udp_port, start_gateway
 from .sip_helpers import wait_until, wait_until_async
 from .test_sandbox_sip_process import PASSWORD, ROOT, TOKEN, TWISTD, free_port, sandbox_toml
@@ -61,13 +63,33 @@ async def make_ready(base: str, agent: str) -> None:
         assert status == 204, (path, status, body)
 
 
-@pytest_twisted.async_yield_fixture
-async def bridged(tmp_path: Path) -> AsyncIterator[tuple[SipGateway, str]]:
-    """The gateway's SIP part on 127.0.0.1, and a sandbox on 127.0.0.2 whose dialler calls it."""
+@pytest_twisted.async_yield_fixture(params=["twisted", "rtpengine"])
+async def bridged(request: Any, tmp_path: Path) -> AsyncIterator[tuple[SipGateway, str]]:
+    """The gateway's SIP part on 127.0.0.1 with each strict media engine, and a sandbox on 127.0.0.2 whose dialler calls it."""
+    async with AsyncExitStack() as stack:
+        extra = ""
+        if request.param == "rtpengine":
+            daemon = await stack.enter_async_context(rtpengine(tmp_path))
+            extra = rtpengine_toml([daemon])
+        async for started in _bridged(tmp_path, request.param, extra):
+            yield started
+        if request.param == "rtpengine":
+            assert running(daemon), daemon.text()
+
+
+async def _bridged(
+    tmp_path: Path, engine: str, extra_toml: str
+) -> AsyncIterator[tuple[SipGateway, str]]:
     sandbox_sip = free_udp_port("127.0.0.2")
     gateway = start_gateway(
-        tmp_path, [sandbox_sip], vendor_host="127.0.0.2", allowed='["127.0.0.2/32"]'
+        tmp_path,
+        [sandbox_sip],
+        vendor_host="127.0.0.2",
+        allowed='["127.0.0.2/32"]',
+        engine=engine,
+        extra_toml=extra_toml,
     )
+    await wait_until(lambda: gateway.media.online() is None, 10, "the media engine online")
     http_port = free_port("127.0.0.1", __import__("socket").SOCK_STREAM)
     config = tmp_path / "sandbox.toml"
     config.write_text(
@@ -165,3 +187,6 @@ async def test_audio_crosses_the_gateway_both_ways_and_never_between_calls(
         } <= names, names
     await wait_until(lambda: not gateway.sip.router.live, 10, "both calls to leave the call map")
     assert [e for e, _, _ in gateway.calls.events].count("connected") == 2
+    stats = gateway.media.stats()  # the engine counted the echoed audio too
+    assert stats.livevox_to_vendor.packets >= 100 and stats.vendor_to_livevox.packets >= 100
+    assert stats.sessions == 0

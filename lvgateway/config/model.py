@@ -36,7 +36,7 @@ AIA_FIELDS = (
     *(f"Other{i}" for i in range(1, 21)),
 )
 
-MediaEngine = Literal["auto", "rtpio", "twisted"]
+MediaEngine = Literal["auto", "rtpio", "twisted", "rtpengine"]
 TransferOrder = Literal["term_code_then_end", "end_then_term_code"]
 ConferenceOrder = Literal["conference_then_term_code", "term_code_then_conference"]
 HttpMethod = Literal["POST", "PUT"]
@@ -282,11 +282,25 @@ class VendorConfig:
 
 
 @attrs.frozen
+class RtpengineInstance:
+    """One rtpengine daemon the ``rtpengine`` media engine may give calls to.
+
+    :param address: its ng control socket, ``(ip, port)``, UDP.
+    :param weight: its share of new calls among the instances answering ping.
+    """
+
+    address: tuple[str, int]
+    weight: int = 1
+
+
+@attrs.frozen
 class MediaConfig:
     """How RTP is relayed.
 
-    :param engine: ``rtpio`` (in-process rtpproxy), ``twisted`` (pure
-        Python), or ``auto`` for rtpio where it is installed.
+    :param engine: ``twisted`` (pure Python, strict latching),
+        ``rtpengine`` (rtpengine daemons over the ng protocol, strict
+        latching), ``rtpio`` (in-process rtpproxy: latches to the first
+        packet from anyone), or ``auto`` for ``twisted``.
     :param listen_host: the address media ports bind.
     :param advertised_host: the address put in SDP; ``None`` for ``listen_host``.
     :param port_min: the lowest media port, even.
@@ -297,6 +311,8 @@ class MediaConfig:
         address its SDP names; ``first_packet``, for a vendor behind NAT,
         latches once to the first datagram from its networks (see
         :mod:`lvgateway.media.latching`). LiveVox's side is always strict.
+    :param rtpengine: the rtpengine instances (``[[media.rtpengine]]``),
+        for ``engine = "rtpengine"``.
     """
 
     engine: MediaEngine
@@ -307,6 +323,7 @@ class MediaConfig:
     initial_timeout: float
     timeout: float
     vendor_latching: Literal["strict", "first_packet"] = "strict"
+    rtpengine: tuple[RtpengineInstance, ...] = ()
 
 
 @attrs.frozen

@@ -44,6 +44,7 @@ from lvgateway.config.model import (
     ManholeConfig,
     MediaConfig,
     OpenHours,
+    RtpengineInstance,
     SipConfig,
     TimeRange,
     VendorApiConfig,
@@ -514,7 +515,7 @@ def _codec_map(endpoint: Table) -> CodecMap | None:
 def _media(root: Table) -> MediaConfig:
     t = _section(root, "media")
     media = MediaConfig(
-        engine=t.string("engine", "auto", choices=("auto", "rtpio", "twisted")),
+        engine=t.string("engine", "auto", choices=("auto", "rtpio", "twisted", "rtpengine")),
         listen_host=_ip_literal(t, "listen_host", "0.0.0.0"),
         advertised_host=_ip_literal(t, "advertised_host", None),
         port_min=t.integer("port_min", 20000, low=1024, high=65534),
@@ -522,7 +523,13 @@ def _media(root: Table) -> MediaConfig:
         initial_timeout=t.number("initial_timeout", 60.0, low=1.0),
         timeout=t.number("timeout", 120.0, low=1.0),
         vendor_latching=t.string("vendor_latching", "strict", choices=("strict", "first_packet")),
+        rtpengine=_rtpengine_instances(t),
     )
+    if media.engine == "rtpengine" and not media.rtpengine:
+        t.problems.add(
+            t.key("rtpengine"),
+            'no instances: engine = "rtpengine" needs at least one [[media.rtpengine]]',
+        )
     if media.port_min % 2:
         t.problems.add(t.key("port_min"), f"found {media.port_min}, expected an even port (RTP)")
     if media.port_max - media.port_min < 3:
@@ -532,6 +539,31 @@ def _media(root: Table) -> MediaConfig:
         )
     t.finish()
     return media
+
+
+def _rtpengine_instances(media: Table) -> tuple[RtpengineInstance, ...]:
+    """Take the ``[[media.rtpengine]]`` entries: each ``address = "IP:PORT"`` (ng, UDP) and a ``weight``."""
+    instances: list[RtpengineInstance] = []
+    for t in media.tables("rtpengine"):
+        text = t.string("address")
+        weight = t.integer("weight", 1, low=1, high=1000)
+        t.finish()
+        if not isinstance(text, str) or not text:
+            continue
+        try:
+            address = _hep_address(text)
+        except ValueError as e:
+            t.problems.add(
+                t.key("address"),
+                f"found {text!r}, expected rtpengine's ng socket as IP:PORT such as"
+                f" '127.0.0.1:2223' ({e})",
+            )
+            continue
+        if any(i.address == address for i in instances):
+            t.problems.add(t.key("address"), f"found {text!r} twice, expected each instance once")
+            continue
+        instances.append(RtpengineInstance(address, weight))
+    return tuple(instances)
 
 
 def _wrapup(root: Table) -> WrapupConfig:

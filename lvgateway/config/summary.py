@@ -36,6 +36,8 @@ def summarise(config: GatewayConfig) -> str:
     lines.append(
         f"media        engine {m.engine}, ports {m.port_min}-{m.port_max} on {m.listen_host}"
     )
+    for i, r in enumerate(m.rtpengine):
+        lines.append(f"rtpengine [{i}] ng {r.address[0]}:{r.address[1]}, weight {r.weight}")
     lines.append(
         f"term codes   {', '.join(f'{k}={v!r}' for k, v in config.wrapup.term_codes.items())}"
     )

@@ -2,6 +2,11 @@
 
 - :mod:`lvgateway.media.interfaces`: :class:`IMediaRelay`, :class:`IMediaSession`.
 - :mod:`lvgateway.media.twisted_relay`: the pure Twisted engine.
+- :mod:`lvgateway.media.rtpengine`: rtpengine daemons driven over the ng protocol
+  (:mod:`~lvgateway.media.rtpengine_ng`, :mod:`~lvgateway.media.rtpengine_policy`,
+  :mod:`~lvgateway.media.rtpengine_session`).
+- :mod:`lvgateway.media.latching`: whose media a port takes (strict, or the NAT opt-in).
+- :mod:`lvgateway.media.select`: which engine runs (``auto``: a strict one).
 - :mod:`lvgateway.media.sdp`: the SDP rewriting both this engine and the fake use.
 - :mod:`lvgateway.media.ports`: port-pair allocation from the configured range.
 - :mod:`lvgateway.media.counters`: counters, stats and the media-timeout rule.

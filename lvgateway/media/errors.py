@@ -26,6 +26,7 @@ __all__ = [
     "MediaSdpError",
     "MediaSessionReleasedError",
     "MediaUnavailableError",
+    "NoMediaInstanceError",
     "PortsExhaustedError",
 ]
 
@@ -49,6 +50,10 @@ class MediaNotRunningError(MediaUnavailableError):
 
 class PortsExhaustedError(MediaUnavailableError):
     """Every port pair in ``[port_min, port_max]`` is in use (by us or by others)."""
+
+
+class NoMediaInstanceError(MediaUnavailableError):
+    """No instance of an external engine (rtpengine) answers: none can take the call."""
 
 
 class MediaSdpError(SdpParseError, MediaError):  # type: ignore[misc]

@@ -12,8 +12,10 @@ Sippy's own ``Rtp_proxy_session``, so the SIP part attaches a session to the
 and passes the B leg a *copy* of LiveVox's body (``body.getCopy()``): the
 hooks rewrite the body they are given in place.
 
-The two engines: :mod:`lvgateway.media.twisted_relay` (pure Twisted, here),
-and later rtp.io, whose session wraps Sippy's ``Rtp_proxy_session``.
+The engines: :mod:`lvgateway.media.twisted_relay` (pure Twisted, here),
+:mod:`lvgateway.media.rtpengine` (rtpengine daemons over the ng protocol),
+and :mod:`lvgateway.media.rtpio` (in-process rtpproxy, whose session wraps
+Sippy's ``Rtp_proxy_session``).
 :mod:`lvgateway.media.testing` has a verified fake of both interfaces.
 """
 
@@ -107,7 +109,7 @@ class IMediaSession(Interface):
         engine's clock.
         """
 
-    def mute(side: MediaSide) -> None:
+    def mute(side: MediaSide) -> Deferred[None]:
         """Stop relaying ``side``'s RTP to the other side, for the rest of the call.
 
         The SIP part mutes the vendor once a transfer to a person starts, so
@@ -115,6 +117,10 @@ class IMediaSession(Interface):
         Muted datagrams still count as heard from ``side`` (its media
         timeout does not fire) and are counted as dropped with reason
         ``muted``; RTCP still flows. Calling it again has no effect.
+
+        :returns: ``Deferred[None]`` that fires once the engine applies it
+            (at once in-process; after its answer for a daemon). It never
+            errbacks: a failure is logged, and the call goes on.
         """
 
     def counters() -> MediaCounters:

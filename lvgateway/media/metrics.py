@@ -7,7 +7,7 @@ so a packet costs no lock and no label lookup.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from lvgateway.media.counters import DIRECTIONS, DROP_REASONS, FlowCounters
 from lvgateway.metrics import counter, gauge
 
-__all__ = ["ALLOCATION_FAILURES", "MediaMetrics"]
+__all__ = ["ALLOCATION_FAILURES", "MediaMetrics", "instances_up_gauge"]
 
-#: Why :meth:`~lvgateway.media.interfaces.IMediaRelay.new_session` failed.
-ALLOCATION_FAILURES = ("ports_exhausted", "not_running")
+#: Why :meth:`~lvgateway.media.interfaces.IMediaRelay.new_session` failed
+#: (``no_instance``: no rtpengine instance answers ping).
+ALLOCATION_FAILURES = ("ports_exhausted", "not_running", "no_instance")
 
 
 @attrs.define(eq=False)
@@ -32,7 +33,7 @@ class MediaMetrics:
       :data:`~lvgateway.media.counters.DropReason`;
     - ``lvgateway_media_sessions``: sessions allocated and not released;
     - ``lvgateway_media_allocation_failures_total{reason}``: calls refused
-      media, ``ports_exhausted`` or ``not_running``.
+      media, ``ports_exhausted``, ``not_running`` or ``no_instance``.
     """
 
     packets: Counter
@@ -94,3 +95,17 @@ class MediaMetrics:
         if delta > 0:
             metric.labels(**{label: value}).inc(delta)
             self._flushed[key] = total
+
+
+def instances_up_gauge(registry: CollectorRegistry, names: Sequence[str]) -> Gauge:
+    """``lvgateway_rtpengine_up{instance}``: 1 while an rtpengine instance answers ping, else 0.
+
+    :param registry: where it goes.
+    :param names: every instance's ``ip:port``.
+    """
+    return gauge(
+        registry,
+        "lvgateway_rtpengine_up",
+        "Whether each rtpengine instance answers ping (1) or takes no new calls (0).",
+        {"instance": list(names)},
+    )

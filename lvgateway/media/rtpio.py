@@ -36,7 +36,10 @@ What the engine adds around rtpproxy:
 Latching is rtpproxy's: it latches each side to the first packet received
 (and re-latches only on the same SSRC), so it cannot drop strangers by
 network as the Twisted engine does; ``livevox_networks`` and
-``vendor_networks`` are accepted and unused.
+``vendor_networks`` are accepted and unused. **Unsafe where the allowed
+networks are shared**: a host that sends to a call's port before the real
+peer takes its audio. So this engine runs only when named
+(``engine = "rtpio"``), never for ``auto``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sippy.Exceptions.RtpProxyError import RtpProxyError
 from sippy.Exceptions.SdpParseError import SdpParseError
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -386,7 +386,7 @@ class RtpioMediaSession:
             return None
         return silence_of(self.counters(), side, polled, answered)
 
-    def mute(self, side: MediaSide) -> None:
+    def mute(self, side: MediaSide) -> Deferred[None]:
         """See :meth:`IMediaSession.mute`: rtpproxy has no command to stop one direction, so this engine cannot."""
         if not self._mute_refused:
             self._mute_refused = True
@@ -396,6 +396,7 @@ class RtpioMediaSession:
                 call_id=self.call_id,
                 side=side,
             )
+        return succeed(None)
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`: as of the last poll (RTP packets; no bytes, no RTCP)."""

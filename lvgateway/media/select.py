@@ -1,13 +1,18 @@
-"""Choosing the media engine: rtp.io where it installs, the pure Twisted relay elsewhere.
+"""Choosing the media engine: a strict-latching one unless another is asked for by name.
 
 ``MediaConfig.engine`` says which:
 
-- ``auto`` (the default): rtp.io when it imports (its wheels are for Linux
-  x86-64 and aarch64), else the Twisted relay;
+- ``auto`` (the default): the Twisted relay, which latches strictly (a
+  side's media only from the address its SDP names);
+- ``twisted``: the same, by name;
+- ``rtpengine``: rtpengine daemons driven over the ng protocol
+  (``[[media.rtpengine]]``), strict latching too; the production engine;
 - ``rtpio``: rtp.io, or a :class:`MediaEngineUnavailableError` at start-up
   when it does not import (asked for by name, a silent fallback would hide
-  a broken install);
-- ``twisted``: the pure Twisted relay.
+  a broken install). rtp.io latches each side to the first packet from
+  anyone: **unsafe where the allowed networks are shared** with hosts that
+  are not LiveVox's or the vendor's (a stranger who sends first takes the
+  call's audio), so never the default.
 
 One log line says which engine runs and why.
 """
@@ -53,7 +58,7 @@ def make_media_relay(
 ) -> IMediaRelay:
     """Build the media engine ``config.engine`` names, logging which one and why.
 
-    :param reactor: the reactor both engines run on.
+    :param reactor: the reactor the engine runs on.
     :param config: the media settings.
     :param registry: where the engine's metrics go.
     :param livevox_networks: LiveVox's networks (``sip.allowed_networks``).
@@ -66,21 +71,24 @@ def make_media_relay(
     :returns: the engine, not started.
     :raises MediaEngineUnavailableError: ``engine = "rtpio"`` and rtp.io does
         not import, or no ``ensure_sippy`` was given for it.
-    :raises ValueError: as the engines' constructors (a wildcard address to advertise).
+    :raises ValueError: as the engines' constructors (a wildcard address to
+        advertise, ``engine = "rtpengine"`` with no instances).
     """
     engine = config.engine
-    why_not = probe() if engine in ("auto", "rtpio") else None
-    if engine == "rtpio" and why_not is not None:
-        raise MediaEngineUnavailableError(f'media.engine = "rtpio", but {why_not}')
-    if engine == "twisted" or why_not is not None:
+    if engine == "rtpengine":
+        from lvgateway.media.rtpengine import RtpengineMediaRelay
+
+        log.info("media engine: rtpengine (media.engine = \"rtpengine\")", engine="rtpengine")
+        return RtpengineMediaRelay(reactor, config, registry, livevox_networks=livevox_networks)
+    if engine in ("twisted", "auto"):
         from lvgateway.media.twisted_relay import TwistedMediaRelay
 
-        if engine == "twisted":
-            reason = 'media.engine = "twisted"'
-        else:
-            reason = f'media.engine = "auto", and {why_not}'
+        reason = f'media.engine = "{engine}"' + (", strict latching" if engine == "auto" else "")
         log.info("media engine: Twisted relay ({reason})", reason=reason, engine="twisted")
         return TwistedMediaRelay(reactor, config, registry, livevox_networks=livevox_networks)
+    why_not = probe()
+    if why_not is not None:
+        raise MediaEngineUnavailableError(f'media.engine = "rtpio", but {why_not}')
     if ensure_sippy is None:
         raise MediaEngineUnavailableError(
             "the rtp.io engine needs ensure_sippy (Sippy's reactor adapter)"
@@ -88,13 +96,10 @@ def make_media_relay(
     from lvgateway.media.rtpio import RtpioMediaRelay
     from lvgateway.media.rtpio_client import rtpio_version
 
-    reason = (
-        'media.engine = "rtpio"' if engine == "rtpio" else 'media.engine = "auto", rtp.io imports'
-    )
     log.info(
-        "media engine: rtp.io {version} ({reason})",
+        "media engine: rtp.io {version} (media.engine = \"rtpio\"; it latches to the first"
+        " packet from anyone)",
         version=rtpio_version(),
-        reason=reason,
         engine="rtpio",
     )
     return RtpioMediaRelay(

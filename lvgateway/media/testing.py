@@ -149,10 +149,11 @@ class FakeMediaSession:
             return None
         return self.silences.get(side, 0.0)
 
-    def mute(self, side: MediaSide) -> None:
-        """Record ``side`` in :attr:`muted` (once)."""
+    def mute(self, side: MediaSide) -> Deferred[None]:
+        """Record ``side`` in :attr:`muted` (once); fires at once."""
         if side not in self.muted:
             self.muted.append(side)
+        return succeed(None)
 
     def counters(self) -> MediaCounters:
         """Return :attr:`fake_counters`, with the sides :meth:`mute` was asked for."""

@@ -42,14 +42,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lvgateway.config.model import IPNetwork, MediaConfig
+from lvgateway.media.answered import AnsweredSession
 from lvgateway.media.counters import (
     FlowCounters,
     MediaCounters,
     MediaSide,
     RelayStats,
     ReleasedTotals,
-    silence_of,
-    silent_side,
 )
 from lvgateway.media.errors import (
     MediaNotRunningError,
@@ -219,7 +218,7 @@ class _RelayPort(DatagramProtocol):
 
 @implementer(IMediaSession)
 @attrs.define(eq=False)
-class TwistedMediaSession:
+class TwistedMediaSession(AnsweredSession):
     """One call's four relay ports; made by :meth:`TwistedMediaRelay.new_session`.
 
     :param call_id: the gateway's call id, for logs.
@@ -309,37 +308,14 @@ class TwistedMediaSession:
         )
         return target
 
-    def mark_answered(self) -> None:
-        """See :meth:`IMediaSession.mark_answered`."""
-        if self._answered_at is None:
-            self._answered_at = self._relay.monotonic()
-
-    def silent_side(self) -> MediaSide | None:
-        """See :meth:`IMediaSession.silent_side`."""
-        if self._answered_at is None or self._released:
-            return None
-        config = self._relay.config
-        return silent_side(
-            self.counters(),
-            self._relay.monotonic(),
-            self._answered_at,
-            config.initial_timeout,
-            config.timeout,
-        )
-
-    def silence(self, side: MediaSide) -> float | None:
-        """See :meth:`IMediaSession.silence`."""
-        if self._answered_at is None or self._released:
-            return None
-        return silence_of(self.counters(), side, self._relay.monotonic(), self._answered_at)
-
-    def mute(self, side: MediaSide) -> None:
-        """See :meth:`IMediaSession.mute`: the side's RTP port stops relaying."""
+    def mute(self, side: MediaSide) -> Deferred[None]:
+        """See :meth:`IMediaSession.mute`: the side's RTP port stops relaying, at once."""
         lv_rtp, _, vd_rtp, _ = self._ports()
         port = lv_rtp if side == "livevox" else vd_rtp
         if not port.muted:
             port.muted = True
             log.info("media {call_id}: {side} muted", call_id=self.call_id, side=side)
+        return succeed(None)
 
     def counters(self) -> MediaCounters:
         """See :meth:`IMediaSession.counters`."""
