@@ -35,7 +35,7 @@ OUT = ROOT / "docs" / "benchmarks.png"
 #: One colour per line, the same in every panel.
 COLOURS = {
     "gateway, latest": "tab:blue",
-    "gateway, first run": "tab:cyan",
+    "gateway, before": "tab:cyan",
     "b2bua_simple (floor)": "tab:grey",
     "rtpio": "tab:green",
     "twisted": "tab:orange",
@@ -50,14 +50,15 @@ def load(name: str) -> dict[str, Any] | None:
 
 
 def signalling_runs() -> dict[str, dict[str, Any]]:
-    """The signalling runs to draw, latest gateway run first, each with its ``steps``."""
+    """The signalling runs to draw: the latest gateway run and its floor (one run), and the run before."""
     runs: dict[str, dict[str, Any]] = {}
-    latest, first = load("sip_signalling_gateway_after_gc"), load("sip_signalling")
+    latest, before = load("sip_signalling"), load("sip_signalling_before_stalls_work")
     if latest is not None:
         runs["gateway, latest"] = latest["gateway"]
-    if first is not None:
-        runs["gateway, first run" if latest is not None else "gateway, latest"] = first["gateway"]
-        runs["b2bua_simple (floor)"] = first["floor"]
+    if before is not None:
+        runs["gateway, before"] = before["gateway"]
+    if latest is not None and latest.get("floor"):
+        runs["b2bua_simple (floor)"] = latest["floor"]
     return runs
 
 
@@ -68,7 +69,7 @@ def signalling(latency: Any, cpu: Any, runs: dict[str, dict[str, Any]]) -> None:
         passed = [s for s in steps if s["failed"] == 0]
         failed = [s for s in steps if s["failed"] > 0]
         colour = COLOURS[label]
-        style = "--" if label == "gateway, first run" else "-"
+        style = "--" if label == "gateway, before" else "-"
         latency.plot(
             [s["rate"] for s in passed],
             [s["invite_to_200_ms_p99"] for s in passed],
