@@ -96,7 +96,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
     host = kw.get("vendor_host", "127.0.0.3")
     os.environ.setdefault("LVGW_TEST_TOKEN", "test-token-value")
     auth = kw.get("endpoint_auth", "")  # username and password_env lines, for digest
-    endpoints = "".join(
+    endpoints = kw.get("endpoints") or "".join(
         f'[[vendor.endpoints]]\nuri = "sip:bot@{host}:{p}"\n{auth}' for p in vendor_ports
     )
     port_min = 40000 + (os.getpid() % 500) * 40
@@ -113,6 +113,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
         engine=kw.get("engine") or os.environ.get("LVGW_TEST_MEDIA_ENGINE", "twisted"),
         allowed=kw.get("allowed", '["127.0.0.1/32", "127.0.0.3/32"]'),
     )
+    text += kw.get("extra", "")  # whole sections, such as [edge]
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventUpdate
 from sippy.SipMaxForwards import SipMaxForwards
+from sippy.UacStateRinging import UacStateRinging
+from sippy.UacStateTrying import UacStateTrying
 from sippy.UacStateUpdating import UacStateUpdating
 from sippy.UasStateUpdating import UasStateUpdating
 from sippy.UaStateConnected import UaStateConnected
@@ -26,7 +28,14 @@ from twisted.logger import Logger
 
 from lvgateway.sip.session_timer import SessionTerms, TooSmall
 
-__all__ = ["GatewayConnected", "GatewayUacUpdating", "GatewayUasUpdating", "rejected"]
+__all__ = [
+    "GatewayConnected",
+    "GatewayUacRinging",
+    "GatewayUacTrying",
+    "GatewayUacUpdating",
+    "GatewayUasUpdating",
+    "rejected",
+]
 
 log = Logger()
 
@@ -200,3 +209,34 @@ class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
         CCEventConnect: _recvEventConnect,
         CCEventFail: _recvEventFail,
     }
+
+
+def _loose_routes(state: Any, resp: Any) -> None:
+    """Sippy's route set from a 1xx/2xx, without its outbound-proxy rewrite.
+
+    With ``outbound_proxy`` set (the vendor leg through the edge), Sippy puts
+    the first Record-Route in the Request-URI and the peer's Contact in the
+    Route set: strict routing, which the edge (a loose router, RFC 3261
+    section 16.12) takes as a request for itself. The route set is kept as
+    received instead; requests still go to the edge, the first route.
+    """
+    outbound = state.ua.outbound_proxy
+    state.ua.outbound_proxy = None
+    try:
+        UacStateTrying.updateRoutes(state, resp)
+    finally:
+        state.ua.outbound_proxy = outbound
+
+
+class GatewayUacTrying(UacStateTrying):  # type: ignore[misc]
+    """The vendor leg's INVITE sent: routes kept loose (see :func:`_loose_routes`)."""
+
+    def updateRoutes(self, resp: Any) -> None:
+        _loose_routes(self, resp)
+
+
+class GatewayUacRinging(UacStateRinging):  # type: ignore[misc]
+    """The vendor leg ringing: routes kept loose (see :func:`_loose_routes`)."""
+
+    def updateRoutes(self, resp: Any) -> None:
+        _loose_routes(self, resp)
