@@ -142,6 +142,7 @@ class Baresip:
     """baresip answering on TLS at ``127.0.0.1:tls_port`` with its echo module."""
 
     tls_port: int
+    control_port: int
     folder: Path
     _protocol: _Lines
     _process: Any
@@ -155,6 +156,19 @@ class Baresip:
         """The request lines of each ``method`` baresip received (from its SIP trace)."""
         return [line for line in self.output if line.startswith(f"{method} sip")]
 
+    async def hang_up(self) -> None:
+        """Hang up baresip's call (its ``hangup`` command over ctrl_tcp), as a vendor ending the call."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        protocol = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.control_port, timeout=5), Protocol()
+        )
+        command = b'{"command":"hangup","params":"","token":"test"}'
+        protocol.transport.write(b"%d:%s," % (len(command), command))  # a netstring
+        await wait_until(lambda: self.requests("BYE"), 5, "baresip's BYE in its trace")
+        protocol.transport.loseConnection()
+
     async def stop(self) -> None:
         """SIGTERM baresip and wait (bounded) for it to exit."""
         if not self._protocol.exited:
@@ -166,6 +180,9 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
     """Start baresip with a config folder of its own; wait until it says it is ready."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port_pair()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        control: int = s.getsockname()[1]
     (folder / "config").write_text(
         "\n".join(
             [
@@ -173,13 +190,15 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
                 f"sip_listen\t127.0.0.1:{port}",
                 f"sip_certificate\t{certificate}",
                 f"sip_cafile\t{ca_file}",
-                "audio_player\taufile,/dev/null",
-                "audio_source\tausine,440",
                 "rtp_ports\t31000-31999",
                 f"module_path\t{BARESIP_MODULES}",
                 "module\tg711.so",
+                "module\taubridge.so",  # echo loops the audio through it
                 "module\techo.so",
                 "module\taccount.so",
+                "module\tmenu.so",
+                "module\tctrl_tcp.so",
+                f"ctrl_tcp_listen\t127.0.0.1:{control}",
                 "",
             ]
         )
@@ -191,7 +210,7 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
     process = reactor.spawnProcess(  # type: ignore[attr-defined]
         protocol, BARESIP, argv, env={"PATH": os.environ.get("PATH", "/usr/bin")}
     )
-    bs = Baresip(port + 1, folder, protocol, process)
+    bs = Baresip(port + 1, control, folder, protocol, process)
     await wait_until(
         lambda: protocol.exited or any("baresip is ready" in x for x in protocol.lines),
         15,

@@ -8,13 +8,19 @@ makes. Every test checks that Kamailio and baresip really ran.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from lvgateway.edge.service import edge_service
 
@@ -27,8 +33,10 @@ from .edge_peers import (
     start_baresip,
     watch_edge_log,
 )
-from .sip_gateway import SipGateway, sipp, start_gateway
-from .sip_helpers import wait_until
+from .sip_gateway import SipGateway, free_udp_port, sipp, start_gateway
+from .sip_helpers import wait_until, wait_until_async
+from .test_sandbox_sip_process import ROOT, TWISTD, free_port, sandbox_toml
+from .test_sip_audio import http, make_ready
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,3 +209,113 @@ async def test_a_vendor_certificate_that_fails_gets_no_call_and_livevox_503(
         assert any("vendor.test" in line or "tls" in line.lower() for line in edge_log.lines)
     finally:
         await stop(bench)
+
+
+@pytest_twisted.ensureDeferred
+async def test_audio_is_echoed_through_the_edge_and_the_vendor_can_hang_up(
+    tmp_path: Path, pki: Pki, edge_log: EdgeLog
+) -> None:
+    """The sandbox's dialler calls through the gateway and the edge to baresip's echo; baresip's BYE ends the call."""
+    sandbox_sip = free_udp_port("127.0.0.2")
+    vendor = await start_baresip(tmp_path / "baresip", pki.good, pki.ca.cert_file)
+    gateway = start_gateway(
+        tmp_path,
+        [],
+        endpoints=tls_endpoint(vendor),
+        extra=edge_toml(pki.ca.cert_file),
+        allowed='["127.0.0.2/32"]',
+        health_interval=0.5,
+    )
+    service = edge_service(reactor, gateway.config)
+    assert service is not None
+    service.startService()
+    http_port = free_port("127.0.0.1", socket.SOCK_STREAM)
+    sandbox = start_sandbox(tmp_path, sandbox_sip, gateway.port, http_port)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        await wait_until(
+            lambda: (
+                gateway.readiness.failures().get("vendor") is None and vendor.requests("OPTIONS")
+            ),
+            15,
+            "the health probe to reach baresip through the edge",
+        )
+
+        async def up() -> bool:
+            try:
+                return (await http(base, "GET", "/_sandbox/dialler"))[0] == 200
+            except Exception:
+                return False
+
+        await wait_until_async(up, 30, "the sandbox to answer")
+        await make_ready(base, "AIVA1")
+        status, body = await http(
+            base, "POST", "/_sandbox/dial", {"agent": "AIVA1", "callDuration": 20}
+        )
+        assert status == 201, body
+        call = body["call"]["id"]
+        await wait_until(
+            lambda: "connected" in [e for e, _, _ in gateway.calls.events],
+            10,
+            "the call to connect",
+        )
+        await deferLater(
+            reactor, 2.0, lambda: None
+        )  # two seconds of audio, then the vendor hangs up
+        await vendor.hang_up()
+        result: dict[str, Any] = {}
+
+        async def finished() -> bool:
+            _, found = await http(base, "GET", "/_sandbox/calls/results")
+            result.update({r["id"]: r for r in found["results"] if r["done"] and r["id"] == call})
+            return call in result
+
+        await wait_until_async(finished, 15, "the dialler's call to end")
+        rtp = result[call]["rtp"]
+        assert rtp["received"] >= 50, rtp  # baresip echoed the audio back through the gateway
+        assert rtp["foreign"] == 0, rtp
+        await wait_until(lambda: not gateway.sip.router.live, 10, "the call to leave the call map")
+        ended = [d for e, _, d in gateway.calls.events if e == "ended"]
+        assert ended and ended[0]["reason"] == "vendor_hangup", ended
+        assert vendor.requests("INVITE") and "transport=tls" in vendor.requests("INVITE")[0]
+    finally:
+        (tmp_path / "baresip.log").write_text(
+            "\n".join(vendor.output)
+        )  # for a failure's post-mortem
+        sandbox.send_signal(signal.SIGTERM)
+        await wait_until(lambda: sandbox.poll() is not None, 15, "the sandbox to exit")
+        await gateway.stop()
+        await service.stopService()
+        await vendor.stop()
+
+
+def start_sandbox(tmp_path: Path, sip_port: int, gateway_port: int, http_port: int) -> Any:
+    """The sandbox (its dialler plays LiveVox) on 127.0.0.2, calling the gateway."""
+    config = tmp_path / "sandbox.toml"
+    config.write_text(
+        sandbox_toml(
+            {
+                "listen_port = 5080": f"listen_port = {sip_port}",
+                "gateway_port = 5070": f"gateway_port = {gateway_port}",
+                "answer_delay = 0.5": "answer_delay = 0.1",
+                "call_duration = 15.0": "call_duration = 30.0",
+            }
+        )
+    )
+    log = (tmp_path / "sandbox.log").open("w")
+    return subprocess.Popen(
+        [
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            "lvsandbox",
+            "--config",
+            str(config),
+            "--listen",
+            f"tcp:{http_port}:interface=127.0.0.1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
