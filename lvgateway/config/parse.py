@@ -501,7 +501,11 @@ def _edge(root: Table) -> EdgeConfig | None:
     if edge.tls_port == edge.listen_port:
         t.problems.add(t.key("tls_port"), f"found {edge.tls_port}, the same as listen_port")
     host = edge.listen_host
-    if isinstance(host, str) and host and not ipaddress.ip_address(host).is_loopback:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = True  # not an address at all: _ip_literal said so already
+    if not loopback:
         t.problems.add(
             t.key("listen_host"), f"found {host!r}, expected a loopback address: the edge is local"
         )
