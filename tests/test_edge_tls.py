@@ -319,3 +319,37 @@ def start_sandbox(tmp_path: Path, sip_port: int, gateway_port: int, http_port: i
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=tmp_path,
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_udp_vendor_is_reached_through_the_edge_too(
+    tmp_path: Path, pki: Pki, edge_log: EdgeLog
+) -> None:
+    """With [edge], a plain UDP endpoint goes through Kamailio as well; the call and its BYE pass."""
+    vendor_port = free_udp_port("127.0.0.3")
+    gateway = start_gateway(
+        tmp_path,
+        [vendor_port],
+        extra=edge_toml(pki.ca.cert_file),
+        allowed=f'["{LIVEVOX}/32", "127.0.0.3/32"]',
+    )
+    service = edge_service(reactor, gateway.config)
+    assert service is not None
+    service.startService()
+    try:
+        await wait_until(
+            lambda: any("Listening on" in line for line in edge_log.lines), 15, "Kamailio"
+        )
+        vendor = sipp("vendor_answer.xml", "127.0.0.3", port=vendor_port)
+        livevox = sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        for run in (livevox, vendor):
+            result = await run
+            assert result.code == 0, str(result) + "\n".join(edge_log.lines[-20:])
+        assert any(f"INVITE sip:bot@127.0.0.3:{vendor_port}" in line for line in edge_log.lines), (
+            edge_log.lines[-20:]
+        )
+    finally:
+        await gateway.stop()
+        await service.stopService()

@@ -4,7 +4,8 @@ Why the script looks as it does (Kamailio 5.6):
 
 - Requests that start a dialog are taken from the gateway only; everything
   else is in-dialog and follows Record-Route (Kamailio record-routes twice
-  when the two sides differ in transport).
+  when the two sides differ in transport), or, from the gateway, its
+  Request-URI when the vendor's answer left the Record-Route out.
 - 5.6 checks a TLS peer's chain (``verify_certificate``) but not its name, and
   its ``event_route[tls:connection-out]`` is not run for requests relayed by
   ``tm`` (``p_onsend`` is unset there). So the name is checked on the replies:
@@ -221,7 +222,9 @@ request_route {{
 }}
 
 route[IN_DIALOG] {{
-    if (loose_route()) {{
+    # The gateway's in-dialog requests go to their Request-URI even when the vendor left
+    # out the Record-Route (the edge is the gateway's outbound proxy).
+    if (loose_route() || $si == "{gateway_host}") {{
         if ($si == "{gateway_host}" && ($(du{{s.tolower}}) =~ "transport=tls" || $(ru{{s.tolower}}) =~ "transport=tls")) {{
             set_forward_no_connect();
         }}
