@@ -2,7 +2,7 @@
 
     python bench/_sip_gateway_proc.py --agents N --vendor 127.0.0.3:PORT --state DIR
         [--media twisted|fake] [--log-level info] [--port-min 20000 --port-max 29999]
-        [--sample-stalls]
+        [--sample-stalls] [--edge-port PORT]
 
 Builds what ``tests/sip_gateway.py`` builds, on the real reactor: the real
 :class:`~lvgateway.sip.service.SipService` (Sippy on the reactor, the call
@@ -56,6 +56,7 @@ from lvgateway.calls.testing import FakeCalls  # noqa: E402
 from lvgateway.config import parse_config  # noqa: E402
 from lvgateway.config.model import phone_key  # noqa: E402
 from lvgateway.drain import OrderedDrain  # noqa: E402
+from lvgateway.edge.service import edge_service  # noqa: E402
 from lvgateway.health import Readiness  # noqa: E402
 from lvgateway.logs import level_filtered  # noqa: E402
 from lvgateway.media.testing import FakeMediaRelay  # noqa: E402
@@ -315,6 +316,13 @@ def main() -> None:
     parser.add_argument(
         "--sample-stalls", action="store_true", help="sample the stack while the reactor stalls"
     )
+    parser.add_argument(
+        "--edge-port",
+        type=int,
+        default=0,
+        help="reach the vendor through the Kamailio edge on this UDP port (and the next, for TLS),"
+        " run as the gateway's child",
+    )
     args = parser.parse_args()
 
     state: Path = args.state
@@ -333,9 +341,18 @@ def main() -> None:
             vendor=args.vendor,
             port_min=args.port_min,
             port_max=args.port_max,
+        )
+        + (
+            f"[edge]\nlisten_port = {args.edge_port}\ntls_port = {args.edge_port + 1}\n"
+            'ca_file = "/etc/ssl/certs/ca-certificates.crt"\n'
+            if args.edge_port
+            else ""
         ),
         source=str(state / "gateway.toml"),
     )
+    edge = edge_service(reactor, config) if config.edge is not None else None
+    if edge is not None:
+        edge.startService()
     pool = AdmittingPool(args.agents)
     calls = LeanCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
@@ -395,6 +412,8 @@ def main() -> None:
     def stopping() -> Any:
         sip.stopService()
         d = media.stop()
+        if edge is not None:
+            d.addBoth(lambda _: edge.stopService())
         d.addBoth(lambda _: write_summary())
         return d
 
