@@ -255,6 +255,7 @@ class GatewayTarget(Target):
         media: str,
         log_level: str,
         sample_stalls: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.work = work
         self.vendor_port = free_udp_port(VENDOR_HOST)
@@ -262,7 +263,7 @@ class GatewayTarget(Target):
             sys.executable, str(ROOT / "bench" / "_sip_gateway_proc.py"),
             "--agents", str(agents), "--vendor", f"{VENDOR_HOST}:{self.vendor_port}",
             "--state", str(work), "--media", media, "--log-level", log_level,
-            *(["--sample-stalls"] if sample_stalls else []),
+            *(["--sample-stalls"] if sample_stalls else []), *extra,
         ]  # fmt: skip
         self.process = procs.start(argv, work / "stderr.log", stdout=subprocess.PIPE, cwd=work)
         assert self.process.stdout is not None

@@ -32,23 +32,18 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._support import ROOT, report  # noqa: E402
+from bench._support import report  # noqa: E402
 from bench.sip_signalling import (  # noqa: E402
-    VENDOR_HOST,
     GatewayTarget,
     Processes,
-    _drain,
-    _read_line,
     free_udp_port,
     run_step,
     udp_bound,
@@ -107,25 +102,10 @@ class EdgeTarget(GatewayTarget):
     name = "edge"
 
     def __init__(self, procs: Processes, work: Path, agents: int) -> None:
-        self.work = work
-        self.vendor_port = free_udp_port(VENDOR_HOST)
         edge_port = free_udp_port(EDGE_HOST)
-        argv = [
-            sys.executable, str(ROOT / "bench" / "_sip_gateway_proc.py"),
-            "--agents", str(agents), "--vendor", f"{VENDOR_HOST}:{self.vendor_port}",
-            "--state", str(work), "--media", "twisted", "--log-level", "info",
-            "--edge-port", str(edge_port),
-        ]  # fmt: skip
-        self.process = procs.start(argv, work / "stderr.log", stdout=subprocess.PIPE, cwd=work)
-        assert self.process.stdout is not None
-        line = _read_line(self.process.stdout, 30.0)
-        if not line.startswith("port "):
-            raise RuntimeError(f"the gateway did not start: {line!r}; see {work / 'stderr.log'}")
-        self.port = int(line.split()[1])
-        threading.Thread(
-            target=_drain, args=(self.process.stdout, work / "stdout.log"), daemon=True
-        ).start()
-        self._summary: dict[str, Any] = {}
+        super().__init__(
+            procs, work, agents, "twisted", "info", extra=["--edge-port", str(edge_port)]
+        )
         deadline = time.monotonic() + 20
         while not udp_bound(EDGE_HOST, edge_port):
             if time.monotonic() > deadline or self.process.poll() is not None:

@@ -180,6 +180,7 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
     """Start baresip with a config folder of its own; wait until it says it is ready."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port_pair()
+    rtp_first = 31000 + (os.getpid() % 80) * 100  # runs side by side get ranges of their own
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         control: int = s.getsockname()[1]
@@ -190,7 +191,7 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
                 f"sip_listen\t127.0.0.1:{port}",
                 f"sip_certificate\t{certificate}",
                 f"sip_cafile\t{ca_file}",
-                "rtp_ports\t31000-31999",
+                f"rtp_ports\t{rtp_first}-{rtp_first + 99}",
                 f"module_path\t{BARESIP_MODULES}",
                 "module\tg711.so",
                 "module\taubridge.so",  # echo loops the audio through it

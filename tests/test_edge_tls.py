@@ -8,10 +8,8 @@ makes. Every test checks that Kamailio and baresip really ran.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,8 @@ from .edge_peers import (
 )
 from .sip_gateway import SipGateway, free_udp_port, sipp, start_gateway
 from .sip_helpers import wait_until, wait_until_async
-from .test_sandbox_sip_process import ROOT, TWISTD, free_port, sandbox_toml
-from .test_sip_audio import http, make_ready
+from .test_sandbox_sip_process import free_port
+from .test_sip_audio import http, make_ready, sandbox_answers, start_sandbox
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,6 +197,10 @@ async def test_a_vendor_certificate_that_fails_gets_no_call_and_livevox_503(
         )
         assert result.code == 0, result
         assert vendor.requests("INVITE") == []
+        # The health probe through the edge fails too: /readyz says the vendor is unavailable.
+        await wait_until(
+            lambda: gateway.readiness.failures().get("vendor"), 10, "/readyz to refuse"
+        )
         reason = " ".join(edge_log.warnings)
         if case == "other_name":
             assert "names other.test, not vendor.test" in reason, reason
@@ -240,14 +242,7 @@ async def test_audio_is_echoed_through_the_edge_and_the_vendor_can_hang_up(
             15,
             "the health probe to reach baresip through the edge",
         )
-
-        async def up() -> bool:
-            try:
-                return (await http(base, "GET", "/_sandbox/dialler"))[0] == 200
-            except Exception:
-                return False
-
-        await wait_until_async(up, 30, "the sandbox to answer")
+        await wait_until_async(lambda: sandbox_answers(base), 30, "the sandbox to answer")
         await make_ready(base, "AIVA1")
         status, body = await http(
             base, "POST", "/_sandbox/dial", {"agent": "AIVA1", "callDuration": 20}
@@ -287,38 +282,6 @@ async def test_audio_is_echoed_through_the_edge_and_the_vendor_can_hang_up(
         await gateway.stop()
         await service.stopService()
         await vendor.stop()
-
-
-def start_sandbox(tmp_path: Path, sip_port: int, gateway_port: int, http_port: int) -> Any:
-    """The sandbox (its dialler plays LiveVox) on 127.0.0.2, calling the gateway."""
-    config = tmp_path / "sandbox.toml"
-    config.write_text(
-        sandbox_toml(
-            {
-                "listen_port = 5080": f"listen_port = {sip_port}",
-                "gateway_port = 5070": f"gateway_port = {gateway_port}",
-                "answer_delay = 0.5": "answer_delay = 0.1",
-                "call_duration = 15.0": "call_duration = 30.0",
-            }
-        )
-    )
-    log = (tmp_path / "sandbox.log").open("w")
-    return subprocess.Popen(
-        [
-            *TWISTD,
-            "-n",
-            "--pidfile=",
-            "lvsandbox",
-            "--config",
-            str(config),
-            "--listen",
-            f"tcp:{http_port}:interface=127.0.0.1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
-    )
 
 
 @pytest_twisted.ensureDeferred

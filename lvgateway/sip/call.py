@@ -333,6 +333,8 @@ class BridgedCall:
         self._check_invite_size(ua)
 
     def _check_invite_size(self, ua: Any) -> None:
+        if self.endpoint.transport != "udp":
+            return  # over TLS or TCP from the edge, size does not fragment anything
         data = getattr(getattr(ua, "tr", None), "data", None)
         if data is not None and len(data) > self._vendor.max_invite_bytes:
             log.warn(
