@@ -211,3 +211,19 @@ def test_the_edges_reason_is_read_from_its_warning_and_logged_once_a_minute() ->
         assert reasons.note("sip:a", "another why") is True
     assert len(events) == 4
     assert "sip:a: why" in events[0]["log_format"].format(**events[0])
+
+
+def test_the_demos_tls_variant_is_a_valid_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """etc/demo-tls.toml (the README's TLS demo) loads: a TLS endpoint with its domain, and the edge."""
+    from lvgateway.config import load_config
+
+    root = Path(__file__).resolve().parent.parent
+    for line in (root / "etc" / "demo.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            monkeypatch.setenv(name, value)
+    config = load_config(str(root / "etc" / "demo-tls.toml"))
+    (endpoint,) = config.vendor.endpoints
+    assert (endpoint.host, endpoint.port, endpoint.transport) == ("vendor.demo.test", 5083, "tls")
+    assert config.edge is not None and config.edge.ca_file.endswith("var/demo-tls/pki/ca.pem")
+    assert [c.name for c in config.child_processes] == ["sandbox", "vendor"]
