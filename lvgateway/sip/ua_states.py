@@ -4,7 +4,8 @@
 ``UaStateConnected``, ``UasStateUpdating`` and ``UacStateUpdating`` (Sippy
 looks its states up on the UA, ``self.ua.UaStateConnected``, so a subclass
 of ``UA`` can swap them without a fork). Each override says which Sippy
-behaviour it corrects and why.
+behaviour it corrects and why. The UAC's trying and ringing states keep a
+loose route set when the leg goes through an outbound proxy (the TLS edge).
 
 The UA (``self.ua``) carries the state these need across states:
 ``prev_lsdp``/``prev_rsdp`` (the SDP before a re-INVITE, restored when it is

@@ -5,6 +5,9 @@ answer kept for its TTL, so a vendor that moves its endpoint behind DNS is
 followed without a restart. IP literals are used as they are. Health (from
 the OPTIONS checker) only reorders: an endpoint that failed its last checks
 is tried after the healthy ones, never skipped, since a check can be wrong.
+With ``[edge]``, every endpoint is reached through the Kamailio edge and its
+name is the edge's to resolve (docs/tls-edge.md says why): the gateway keeps
+the name for the Request-URI and sends to the edge.
 """
 
 from __future__ import annotations
