@@ -189,7 +189,7 @@ def sipp(
     """Run SIPp bounded in calls and time; the Deferred fires with a :class:`SippResult`."""
     port = port or free_udp_port(host)
     args = [
-        "-sf", str(SCENARIOS / scenario),
+        *(["-sf", str(SCENARIOS / scenario)] if scenario else []),  # "": a built-in one in extra
         "-i", host, "-p", str(port),
         "-mi", host, "-mp", str(free_udp_port(host)),
         "-m", str(calls), "-d", str(hold_ms),

@@ -316,3 +316,48 @@ async def test_a_udp_vendor_is_reached_through_the_edge_too(
     finally:
         await gateway.stop()
         await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tcp_vendor_is_reached_over_tcp_by_the_edge(
+    tmp_path: Path, pki: Pki, edge_log: EdgeLog
+) -> None:
+    """transport=tcp: Kamailio opens TCP to SIPp's uas (listening on TCP only); the call completes."""
+    vendor_port = free_tcp_port("127.0.0.3")
+    gateway = start_gateway(
+        tmp_path,
+        [],
+        endpoints=(
+            f'[[vendor.endpoints]]\nuri = "sip:bot@127.0.0.3:{vendor_port};transport=tcp"\n'
+        ),
+        extra=edge_toml(pki.ca.cert_file),
+        allowed=f'["{LIVEVOX}/32"]',
+    )
+    service = edge_service(reactor, gateway.config)
+    assert service is not None
+    service.startService()
+    try:
+        await wait_until(
+            lambda: any("Listening on" in line for line in edge_log.lines), 15, "Kamailio"
+        )
+        vendor = sipp("", "127.0.0.3", port=vendor_port, extra=["-sn", "uas", "-t", "t1"])
+        livevox = sipp(
+            "livevox_call.xml", LIVEVOX, ("127.0.0.1", gateway.port), service="+18990000001"
+        )
+        for run in (livevox, vendor):
+            result = await run
+            assert result.code == 0, str(result) + "\n".join(edge_log.lines[-20:])
+        assert any(
+            "INVITE sip:bot@127.0.0.3" in line and "via tcp" in line for line in edge_log.lines
+        ), edge_log.lines[-20:]
+    finally:
+        await gateway.stop()
+        await service.stopService()
+
+
+def free_tcp_port(host: str) -> int:
+    """A TCP port free on ``host`` now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
