@@ -156,6 +156,15 @@ class Baresip:
         """The request lines of each ``method`` baresip received (from its SIP trace)."""
         return [line for line in self.output if line.startswith(f"{method} sip")]
 
+    def transports(self, method: str) -> list[str]:
+        """The transport each ``method`` request came over, from the trace line before it."""
+        out = self.output
+        return [
+            out[i - 1].split()[0]
+            for i, line in enumerate(out)
+            if i and line.startswith(f"{method} sip") and out[i - 1].split()
+        ]
+
     async def hang_up(self) -> None:
         """Hang up baresip's call (its ``hangup`` command over ctrl_tcp), as a vendor ending the call."""
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
