@@ -3,7 +3,7 @@
     python bench/_sip_gateway_proc.py --agents N --vendor 127.0.0.3:PORT --state DIR
         [--media twisted|rtpio|auto|fake] [--log-level info] [--port-min 20000 --port-max 29999]
         [--sample-stalls] [--profile FILE] [--max-invites-per-second N] [--no-shed-on-lag]
-        [--gc-thresholds A,B,C] [--godead SECONDS]
+        [--gc-thresholds A,B,C] [--godead SECONDS] [--edge-port PORT]
 
 Builds what ``tests/sip_gateway.py`` builds, on the real reactor: the real
 :class:`~lvgateway.sip.service.SipService` (Sippy on the reactor, the call
@@ -59,6 +59,7 @@ from lvgateway.collector import THRESHOLDS, settle_heap  # noqa: E402
 from lvgateway.config import parse_config  # noqa: E402
 from lvgateway.config.model import phone_key  # noqa: E402
 from lvgateway.drain import OrderedDrain  # noqa: E402
+from lvgateway.edge.service import edge_service  # noqa: E402
 from lvgateway.health import Readiness  # noqa: E402
 from lvgateway.logs import level_filtered  # noqa: E402
 from lvgateway.media.select import make_media_relay  # noqa: E402
@@ -342,6 +343,13 @@ def main() -> None:
         type=Path,
         help="diagnostics: run under cProfile, its stats written here at exit",
     )
+    parser.add_argument(
+        "--edge-port",
+        type=int,
+        default=0,
+        help="reach the vendor through the Kamailio edge on this UDP port (and the next, for TLS),"
+        " run as the gateway's child",
+    )
     args = parser.parse_args()
 
     state: Path = args.state
@@ -363,9 +371,18 @@ def main() -> None:
             max_invites=args.max_invites_per_second,
             shed_on_lag="false" if args.no_shed_on_lag else "true",
             engine="twisted" if args.media == "fake" else args.media,
+        )
+        + (
+            f"[edge]\nlisten_port = {args.edge_port}\ntls_port = {args.edge_port + 1}\n"
+            'ca_file = "/etc/ssl/certs/ca-certificates.crt"\n'
+            if args.edge_port
+            else ""
         ),
         source=str(state / "gateway.toml"),
     )
+    edge = edge_service(reactor, config) if config.edge is not None else None
+    if edge is not None:
+        edge.startService()
     pool = AdmittingPool(args.agents)
     calls = LeanCalls(reactor.seconds)  # type: ignore[attr-defined]
     registry = new_registry(process_metrics=False)
@@ -449,6 +466,8 @@ def main() -> None:
     def stopping() -> Any:
         sip.stopService()
         d = media.stop()
+        if edge is not None:
+            d.addBoth(lambda _: edge.stopService())
         d.addBoth(lambda _: write_summary())
         return d
 

@@ -42,7 +42,8 @@ trial, 5 repeats, and ``--budget`` seconds in all.
 rtpengine must be installed (``apt-get install -y rtpengine-daemon``, with
 ``/usr/sbin/policy-rc.d`` exiting 101 so that its service does not start);
 without it, it is left out and the output says so. Writes
-``bench/results/NAME.json`` (``--name``, ``media`` by default) and prints one line of text. The benchmark and
+its figures as JSON under the results folder, in a file named by ``--name`` (``media`` by
+default), and prints one line of text. The benchmark and
 rtpengine are never part of CI.
 """
 
@@ -530,7 +531,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="trials per engine and N (medians)")
     parser.add_argument("--engines", default="rtpio,twisted,rtpengine,gw-rtpengine")
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the whole run")
-    parser.add_argument("--name", default="media", help="the results file, bench/results/NAME.json")
+    parser.add_argument("--name", default="media", help="the results file's name under the results folder, without .json")
     parser.add_argument("--serve", choices=("rtpio", "twisted", "rtpengine"), help=argparse.SUPPRESS)
     parser.add_argument("--ng-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port-min", type=int, help=argparse.SUPPRESS)

@@ -33,6 +33,7 @@ from lvgateway.control.manhole import manhole_service
 from lvgateway.control.status_page import StatusPage, StatusSources
 from lvgateway.control.vendor_api import vendor_api_service
 from lvgateway.drain import DrainPhase, GatewayService, OrderedDrain
+from lvgateway.edge.service import edge_service
 from lvgateway.health import Readiness
 from lvgateway.instance import StateLock
 from lvgateway.lifecycle import StartupReport
@@ -130,6 +131,11 @@ def build_gateway(
                 install_signal=state_lock is not None,
             ),
         )
+    if config.edge is not None:
+        # The Kamailio edge toward TLS/TCP vendors: up before SIP, down after it.
+        edge = edge_service(reactor, config)
+        if edge is not None:
+            add("edge", edge)
     # Children start first and stop last, after the drain (the demo's LiveVox is one).
     children: list[ChildProcessService] = []
     for child in config.child_processes:

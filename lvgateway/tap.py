@@ -10,6 +10,7 @@ from twisted.python import usage
 
 from lvgateway.config import ConfigError, GatewayConfig, load_config
 from lvgateway.config.summary import summarise
+from lvgateway.edge.check import edge_problems
 from lvgateway.instance import StateDirectoryInUseError, StateLock
 from lvgateway.paths import path_problems
 from lvgateway.version import gateway_version
@@ -19,7 +20,8 @@ def check_config(path: str, out: TextIO, err: TextIO) -> int:
     """Validate the config at ``path`` like ``nginx -t``: print a summary or every error.
 
     Binds nothing and starts nothing; checks that the state and log paths
-    exist or can be created, and are writable.
+    exist or can be created, and are writable, and that the edge's Kamailio,
+    its TLS module and its certificate files are there and safe.
 
     :return: the exit status: 0 when valid, 1 when not.
     """
@@ -31,6 +33,8 @@ def check_config(path: str, out: TextIO, err: TextIO) -> int:
         )
         return 1
     problems = path_problems(config)
+    if config.edge is not None:
+        problems += edge_problems(config.edge)
     if problems:
         err.write(
             "".join(f"{p}\n" for p in problems)

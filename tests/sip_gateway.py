@@ -96,7 +96,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
     host = kw.get("vendor_host", "127.0.0.3")
     os.environ.setdefault("LVGW_TEST_TOKEN", "test-token-value")
     auth = kw.get("endpoint_auth", "")  # username and password_env lines, for digest
-    endpoints = "".join(
+    endpoints = kw.get("endpoints") or "".join(
         f'[[vendor.endpoints]]\nuri = "sip:bot@{host}:{p}"\n{auth}' for p in vendor_ports
     )
     port_min = 40000 + (os.getpid() % 500) * 40
@@ -115,7 +115,7 @@ def gateway_config(tmp: Path, vendor_ports: Sequence[int], **kw: Any) -> Gateway
     )
     # More [sip] lines, at the end of that section.
     text = text.replace("\n[livevox]", f"\n{kw.get('sip_extra', '')}\n[livevox]", 1)
-    text += kw.get("extra_toml", "")  # such as [[media.rtpengine]] tables
+    text += kw.get("extra_toml", "")  # whole sections: [[media.rtpengine]], [edge]
     return parse_config(text, source=str(tmp / "gateway.toml"))
 
 
@@ -192,7 +192,7 @@ def sipp(
     """Run SIPp bounded in calls and time; the Deferred fires with a :class:`SippResult`."""
     port = port or free_udp_port(host)
     args = [
-        "-sf", str(SCENARIOS / scenario),
+        *(["-sf", str(SCENARIOS / scenario)] if scenario else []),  # "": a built-in one in extra
         "-i", host, "-p", str(port),
         "-mi", host, "-mp", str(free_udp_port(host)),
         "-m", str(calls), "-d", str(hold_ms),

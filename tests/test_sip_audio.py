@@ -63,6 +63,46 @@ async def make_ready(base: str, agent: str) -> None:
         assert status == 204, (path, status, body)
 
 
+async def sandbox_answers(base: str) -> bool:
+    """Whether the sandbox's HTTP API answers yet."""
+    try:
+        return (await http(base, "GET", "/_sandbox/dialler"))[0] == 200
+    except Exception:
+        return False
+
+
+def start_sandbox(tmp_path: Path, sip_port: int, gateway_port: int, http_port: int) -> Any:
+    """The sandbox (its dialler plays LiveVox) on 127.0.0.2, calling the gateway; log in tmp_path."""
+    config = tmp_path / "sandbox.toml"
+    config.write_text(
+        sandbox_toml(
+            {
+                "listen_port = 5080": f"listen_port = {sip_port}",
+                "gateway_port = 5070": f"gateway_port = {gateway_port}",
+                "answer_delay = 0.5": "answer_delay = 0.1",
+                "call_duration = 15.0": "call_duration = 30.0",
+            }
+        )
+    )
+    with (tmp_path / "sandbox.log").open("w") as out:
+        return subprocess.Popen(
+            [
+                *TWISTD,
+                "-n",
+                "--pidfile=",
+                "lvsandbox",
+                "--config",
+                str(config),
+                "--listen",
+                f"tcp:{http_port}:interface=127.0.0.1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+        )
+
+
 @pytest_twisted.async_yield_fixture(params=["twisted", "rtpengine"])
 async def bridged(request: Any, tmp_path: Path) -> AsyncIterator[tuple[SipGateway, str]]:
     """The gateway's SIP part on 127.0.0.1 with each strict media engine, and a sandbox on 127.0.0.2 whose dialler calls it."""
@@ -91,45 +131,12 @@ async def _bridged(
     )
     await wait_until(lambda: gateway.media.online() is None, 10, "the media engine online")
     http_port = free_port("127.0.0.1", __import__("socket").SOCK_STREAM)
-    config = tmp_path / "sandbox.toml"
-    config.write_text(
-        sandbox_toml(
-            {
-                "listen_port = 5080": f"listen_port = {sandbox_sip}",
-                "gateway_port = 5070": f"gateway_port = {gateway.port}",
-                "answer_delay = 0.5": "answer_delay = 0.1",
-                "call_duration = 15.0": "call_duration = 30.0",
-            }
-        )
-    )
-    log = tmp_path / "sandbox.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                *TWISTD,
-                "-n",
-                "--pidfile=",
-                "lvsandbox",
-                "--config",
-                str(config),
-                "--listen",
-                f"tcp:{http_port}:interface=127.0.0.1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=tmp_path,
-        )
+    process = start_sandbox(tmp_path, sandbox_sip, gateway.port, http_port)
     base = f"http://127.0.0.1:{http_port}"
     try:
-
-        async def up() -> bool:
-            try:
-                return (await http(base, "GET", "/_sandbox/dialler"))[0] == 200
-            except Exception:
-                return False
-
-        await wait_until_async(up, 30, f"the sandbox to answer (log: {log})")
+        await wait_until_async(
+            lambda: sandbox_answers(base), 30, f"the sandbox to answer (log: {tmp_path})"
+        )
         yield gateway, base
     finally:
         process.send_signal(signal.SIGTERM)

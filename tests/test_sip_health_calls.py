@@ -28,6 +28,10 @@ class FakeResponse:
         """The status code and phrase."""
         return (self._code, "OK" if self._code == 200 else "Whatever")
 
+    def getHFBodys(self, name: str) -> list[Any]:  # noqa: N802 (Sippy's name)
+        """The bodies of the headers named ``name``: this response has none."""
+        return []
+
 
 class FakeTransactions:
     """Stands in for Sippy's transaction manager: records each OPTIONS and its answer callback."""

@@ -227,6 +227,11 @@ class VendorEndpoint:
         ``srtp-sdes`` or ``dtls-srtp`` (see :mod:`lvgateway.config.media_profiles`).
     :param codec_map: transcode LiveVox's codec to the vendor's, or None to
         pass payloads untouched.
+    :param transport: ``udp``, ``tcp`` or ``tls`` (``sips:`` and
+        ``;transport=tls`` say tls); anything but udp goes through ``[edge]``.
+    :param edge_address: an IP literal the edge sends to instead of resolving
+        ``host`` (``edge_address``); the name still goes in the Request-URI,
+        the SNI and the certificate check.
     """
 
     uri: str
@@ -237,6 +242,8 @@ class VendorEndpoint:
     password: Secret | None
     media_profile: MediaProfile = "rtp"
     codec_map: CodecMap | None = None
+    transport: str = "udp"
+    edge_address: str | None = None
 
 
 @attrs.frozen
@@ -457,6 +464,45 @@ class LoggingConfig:
 
 
 @attrs.frozen
+class EdgeConfig:
+    """The Kamailio edge that carries the vendor leg over TLS, TCP or UDP (``[edge]``).
+
+    The gateway sends the vendor leg to it over UDP on loopback; it relays
+    to each endpoint as its URI says and back, and checks the vendor's
+    certificate chain and name.
+
+    :param listen_host: the loopback address Kamailio listens on.
+    :param listen_port: its UDP (and TCP) port, toward the gateway.
+    :param tls_port: its TLS listen socket, which Kamailio needs to open TLS at all.
+    :param ca_file: the CA bundle a vendor's certificate must chain to.
+    :param client_certificate: a PEM certificate presented to vendors (mutual TLS), or ``None``.
+    :param client_key: its private key, readable by its owner only.
+    :param kamailio: the Kamailio binary.
+    :param modules_dir: where Kamailio's modules (tls.so among them) are.
+    :param run: ``child`` (the gateway runs and supervises it) or
+        ``external`` (its own systemd unit runs it from the rendered files).
+    :param udp_mtu: requests to UDP vendors larger than this go over TCP.
+    :param transaction_timeout: seconds Kamailio waits for a vendor's first
+        reply before answering the gateway 503 with why.
+    :param verified_for: seconds a checked TLS connection stays trusted
+        without a new health-probe reply.
+    """
+
+    listen_host: str
+    listen_port: int
+    tls_port: int
+    ca_file: str
+    client_certificate: str | None
+    client_key: str | None
+    kamailio: str
+    modules_dir: str
+    run: str
+    udp_mtu: int
+    transaction_timeout: float
+    verified_for: int
+
+
+@attrs.frozen
 class ChildProcessConfig:
     """A process the gateway runs beside itself, such as the demo's sandbox.
 
@@ -512,6 +558,8 @@ class GatewayConfig:
     control_show_numbers: bool = False
     #: HEP capture (``[hep]``): off, to 127.0.0.1:9060, unless configured.
     hep: HepConfig = HepConfig()
+    #: The Kamailio edge toward TLS and TCP vendors (``[edge]``), if configured.
+    edge: EdgeConfig | None = None
 
     def secrets(self) -> list[tuple[str, Secret]]:
         """Return every secret with the key path it came from, for the summary and tests."""

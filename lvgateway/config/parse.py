@@ -34,6 +34,7 @@ from lvgateway.config.model import (
     AgentTimings,
     AiaConfig,
     ChildProcessConfig,
+    EdgeConfig,
     GatewayConfig,
     GatewayIdentity,
     HepConfig,
@@ -61,8 +62,10 @@ _PHONE = re.compile(r"^\+?\d{4,15}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _VERSION = re.compile(r"^v\d+(\.\d+)*$")
 _SIP_URI = re.compile(
-    r"^sips?:(?:(?P<user>[^@;]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:;>]+)(?::(?P<port>\d+))?$"
+    r"^(?P<scheme>sips?):(?:(?P<user>[^@;]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:;>]+)(?::(?P<port>\d+))?"
+    r"(?P<params>(?:;[A-Za-z0-9_.!~*'()%-]+(?:=[A-Za-z0-9_.!~*'()%-]+)?)*)$"
 )
+_TRANSPORTS = ("udp", "tcp", "tls")
 
 
 def load_config(path: str) -> GatewayConfig:
@@ -121,6 +124,7 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         control_token=control_token,
         control_show_numbers=control_show_numbers,
         hep=_hep(root),
+        edge=_edge(root),
     )
     if not agents and not root.problems.found:
         root.problems.add(
@@ -128,6 +132,7 @@ def _gateway_config(root: Table, source: str) -> GatewayConfig:
         )
     _check_stranded_grace(root, config)
     _check_media_profiles(root, config)
+    _check_edge_needed(root, config)
     return config
 
 
@@ -480,6 +485,7 @@ def _endpoint(t: Table) -> VendorEndpoint | None:
         t.problems.add(t.key("username"), "missing: a digest password needs a user name")
     media_profile = t.string("media_profile", "rtp", choices=MEDIA_PROFILES)
     codec_map = _codec_map(t)
+    edge_address = _ip_literal(t, "edge_address", None)
     t.finish()
     m = _SIP_URI.match(uri) if uri else None
     if uri and m is None:
@@ -488,11 +494,28 @@ def _endpoint(t: Table) -> VendorEndpoint | None:
         )
     if m is None:
         return None
-    port = int(m["port"] or 5060)
+    params = dict(
+        (p.split("=", 1) + [""])[:2] for p in m["params"].lower().split(";") if p
+    )
+    transport = "tls" if m["scheme"] == "sips" else params.get("transport", "udp")
+    if transport not in _TRANSPORTS:
+        t.problems.add(
+            t.key("uri"), f"found transport {transport!r} in {uri!r}, expected udp, tcp or tls"
+        )
+    port = int(m["port"] or (5061 if transport == "tls" else 5060))
     if not 0 < port < 65536:
         t.problems.add(t.key("uri"), f"found port {port} in {uri!r}, expected 1..65535")
     return VendorEndpoint(
-        uri, m["user"], m["host"].strip("[]"), port, username, password, media_profile, codec_map
+        uri,
+        m["user"],
+        m["host"].strip("[]"),
+        port,
+        username,
+        password,
+        media_profile=media_profile,
+        codec_map=codec_map,
+        transport=transport,
+        edge_address=edge_address,
     )
 
 
@@ -510,6 +533,62 @@ def _codec_map(endpoint: Table) -> CodecMap | None:
     if livevox == vendor:
         t.problems.add(t.key("vendor"), f"found {vendor!r} on both sides: nothing to transcode")
     return CodecMap(livevox=livevox, vendor=vendor)
+
+
+def _edge(root: Table) -> EdgeConfig | None:
+    """Take ``[edge]``: the Kamailio that relays the vendor leg over TLS, TCP or UDP."""
+    t = root.table("edge")
+    if t is None:
+        return None
+    key = t.path_value("client_key", None)
+    edge = EdgeConfig(
+        listen_host=_ip_literal(t, "listen_host", "127.0.0.1"),
+        listen_port=t.integer("listen_port", 5090, low=1, high=65535),
+        tls_port=t.integer("tls_port", 5091, low=1, high=65535),
+        ca_file=t.path_value("ca_file", "/etc/ssl/certs/ca-certificates.crt"),
+        client_certificate=t.path_value("client_certificate", None),
+        client_key=key,
+        kamailio=t.string("kamailio", "/usr/sbin/kamailio"),
+        modules_dir=t.string("modules_dir", "/usr/lib/x86_64-linux-gnu/kamailio/modules"),
+        run=t.string("run", "child", choices=("child", "external")),
+        udp_mtu=t.integer("udp_mtu", 1300, low=500, high=65000),
+        transaction_timeout=t.number("transaction_timeout", 3.0, low=0.5),
+        verified_for=t.integer("verified_for", 120, low=5),
+    )
+    if (edge.client_certificate is None) != (key is None):
+        t.problems.add(
+            t.key("client_key"), "client_certificate and client_key go together (mutual TLS)"
+        )
+    if edge.tls_port == edge.listen_port:
+        t.problems.add(t.key("tls_port"), f"found {edge.tls_port}, the same as listen_port")
+    host = edge.listen_host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = True  # not an address at all: _ip_literal said so already
+    if not loopback:
+        t.problems.add(
+            t.key("listen_host"), f"found {host!r}, expected a loopback address: the edge is local"
+        )
+    t.finish()
+    return edge
+
+
+def _check_edge_needed(root: Table, config: GatewayConfig) -> None:
+    """A TLS or TCP endpoint cannot be dialled without the edge: say which one."""
+    if config.edge is not None:
+        return
+    for i, e in enumerate(config.vendor.endpoints):
+        if e.transport != "udp":
+            root.problems.add(
+                f"vendor.endpoints[{i}].uri",
+                f"found {e.uri!r}: {e.transport.upper()} toward the vendor needs an [edge]"
+                " section (the gateway itself speaks UDP only)",
+            )
+        if e.edge_address is not None:
+            root.problems.add(
+                f"vendor.endpoints[{i}].edge_address", "set, but no [edge] section is configured"
+            )
 
 
 def _media(root: Table) -> MediaConfig:

@@ -32,6 +32,13 @@ def summarise(config: GatewayConfig) -> str:
         if e.codec_map is not None:
             media += f", {e.codec_map.livevox} to {e.codec_map.vendor}"
         lines.append(f"vendor [{i}]   {e.uri}{auth}{media}")
+    if config.edge is not None:
+        edge = config.edge
+        lines.append(
+            f"edge         Kamailio ({edge.run}) on {edge.listen_host}:{edge.listen_port},"
+            f" TLS socket {edge.tls_port}, CA bundle {edge.ca_file}"
+            + (", client certificate" if edge.client_certificate else "")
+        )
     m = config.media
     lines.append(
         f"media        engine {m.engine}, ports {m.port_min}-{m.port_max} on {m.listen_host}"

@@ -56,6 +56,7 @@ from lvgateway.calls.records import InviteFacts
 from lvgateway.config.model import VendorConfig
 from lvgateway.media.interfaces import IMediaSession
 from lvgateway.sip.dialogs import snapshot
+from lvgateway.sip.edge_reason import EdgeReasonLog
 from lvgateway.sip.headers import cased, context_headers, reason
 from lvgateway.sip.session_timer import SessionTerms, TooSmall, offer_headers
 from lvgateway.sip.ua_states import rejected
@@ -125,6 +126,8 @@ class BridgedCall:
         #: Called with why when the vendor leg failed to set up with no
         #: endpoint left (5xx, 408, no progress); the router sets it.
         self.on_vendor_failure: Callable[[str], None] = lambda why: None
+        #: Where the edge's reasons for failing a vendor are logged (the router's, shared).
+        self.edge_reasons: EdgeReasonLog | None = None
         #: When the vendor last answered an in-dialog OPTIONS (reactor clock).
         self._vendor_alive_at: float | None = None
         self._pinging = False
@@ -280,6 +283,7 @@ class BridgedCall:
         )
         if self._vendor.session_expires > 0:  # RFC 4028 towards the vendor too
             headers += offer_headers(self._vendor.session_expires, self._session_min_se)
+        transport = {} if endpoint.transport == "udp" else {"nh_transport": endpoint.transport}
         ua = GatewayUA(
             self._global_config,
             self._from_vendor,
@@ -291,7 +295,12 @@ class BridgedCall:
             extra_headers=headers,
             clock=self._reactor,
             min_se=self._session_min_se,
+            **transport,
         )
+        if endpoint.via is not None:
+            # Through the edge: the Request-URI and To keep the vendor's domain;
+            # every request of the leg goes to the edge, which resolves it.
+            ua.outbound_proxy = endpoint.via
         ua.on_session_expired = lambda why: self._session_expired("vendor", why)
         ua.local_ua = self._global_config.get("_uaname")
         ua.on_local_sdp_change = partial(self._tell_media, "livevox")
@@ -327,13 +336,15 @@ class BridgedCall:
             "call {call_id}: placing the vendor leg to {uri} ({address}:{port})",
             call_id=self.call_id,
             uri=endpoint.uri,
-            address=endpoint.address,
-            port=endpoint.port,
+            address=endpoint.next_hop[0],
+            port=endpoint.next_hop[1],
         )
         ua.recvEvent(event)
         self._check_invite_size(ua)
 
     def _check_invite_size(self, ua: Any) -> None:
+        if self.endpoint.transport != "udp":
+            return  # over TLS or TCP from the edge, size does not fragment anything
         data = getattr(getattr(ua, "tr", None), "data", None)
         if data is not None and len(data) > self._vendor.max_invite_bytes:
             log.warn(
@@ -441,6 +452,9 @@ class BridgedCall:
     def _vendor_failed(self, event: Any) -> None:
         code, phrase = event.getData()[:2]
         self._vendor_down = True
+        why = getattr(self.ua_o, "edge_reason", None)
+        if why is not None and self.edge_reasons is not None:
+            self.edge_reasons.note(self.endpoint.uri, why)
         if self.phase is CallPhase.DIALLING and (code >= 500 or code == 408):
             if self._remaining:
                 log.warn(

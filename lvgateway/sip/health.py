@@ -28,6 +28,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lvgateway.agents.interfaces import IAgentPool, Refusal
+from lvgateway.sip.edge_reason import EdgeReasonLog, reason_from_edge
 from lvgateway.sip.vendor import ResolvedEndpoint, VendorEndpoints
 
 __all__ = ["VendorHealth"]
@@ -46,6 +47,7 @@ class VendorHealth:
     :param interval: seconds between rounds.
     :param failures: rounds with no answer before the pool is paused.
     :param user_agent: the ``User-Agent`` of the probes.
+    :param edge_reasons: logs why the edge could not reach an endpoint (shared with calls).
     """
 
     def __init__(
@@ -56,8 +58,11 @@ class VendorHealth:
         interval: float,
         failures: int,
         user_agent: str = "lvgateway",
+        edge_reasons: EdgeReasonLog | None = None,
     ) -> None:
         self._reactor = reactor
+        #: Where the edge's reasons for an endpoint it cannot reach are logged.
+        self.edge_reasons = edge_reasons if edge_reasons is not None else EdgeReasonLog(reactor)
         self._endpoints = endpoints
         self._pool = pool
         self._interval = interval
@@ -158,20 +163,31 @@ class VendorHealth:
         if tm is None:
             d.callback(False)
             return d
+        transport = {} if endpoint.transport == "udp" else {"transport": endpoint.transport}
         req = SipRequest(
             method="OPTIONS",
-            ruri=SipURL(username=endpoint.user, host=endpoint.address, port=endpoint.port),
+            ruri=SipURL(
+                username=endpoint.user, host=endpoint.address, port=endpoint.port, **transport
+            ),
             cseq=1,
-            target=((endpoint.address, endpoint.port), "udp"),
+            target=(endpoint.next_hop, "udp"),
             user_agent=self._user_agent,
         )
         req.getHFBody("from").genTag()
 
         def answered(resp: Any) -> None:
             code = resp.getSCode()[0]
-            if code < 200 or d.called:
+            if code < 200:
                 return
-            ok = code != 408  # Sippy answers its own 408 when nothing came back
+            # Sippy answers its own 408 when nothing came back; the edge its 503
+            # with a Warning when it could not reach the vendor (logged even
+            # when it comes after the probe gave up: it says why).
+            why = reason_from_edge(resp)
+            if why is not None:
+                self.edge_reasons.note(endpoint.uri, why)
+            if d.called:
+                return
+            ok = code != 408 and why is None
             self._endpoints.set_health(endpoint.uri, ok)
             d.callback(ok)
 

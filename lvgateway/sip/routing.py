@@ -28,6 +28,7 @@ from lvgateway.media.errors import MediaUnavailableError
 from lvgateway.media.interfaces import IMediaRelay
 from lvgateway.sip import orphans
 from lvgateway.sip.call import BridgedCall
+from lvgateway.sip.edge_reason import EdgeReasonLog
 from lvgateway.sip.headers import cased, request_headers
 from lvgateway.sip.metrics import SipMetrics
 from lvgateway.sip.overload import InviteShedder
@@ -124,6 +125,8 @@ class CallRouter:
         #: Decides which new INVITEs are shed for overload (none, by default).
         self.shedder = InviteShedder()
         self.live: set[BridgedCall] = set()
+        #: The edge's reasons for failing a vendor, logged once per endpoint and minute.
+        self.edge_reasons = EdgeReasonLog(reactor)
         self._idle_waiters: list[Deferred[None]] = []
 
     def handle_request(self, req: Any, sip_t: Any) -> Any:
@@ -225,6 +228,7 @@ class CallRouter:
             self.session_min_se,
         )
         call.on_vendor_failure = self._vendor_setup_failed
+        call.edge_reasons = self.edge_reasons
         self.live.add(call)
         self._metrics.active(len(self.live))
         log.info(

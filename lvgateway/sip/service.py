@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,12 @@ class SipService(Service):
         self.metrics = SipMetrics(registry)
         #: The gateway's readiness, which OPTIONS answers agree with.
         self.readiness = readiness
-        self.endpoints = VendorEndpoints(config.vendor.endpoints, reactor)
+        edge = config.edge
+        self.endpoints = VendorEndpoints(
+            config.vendor.endpoints,
+            reactor,
+            edge=(edge.listen_host, edge.listen_port) if edge is not None else None,
+        )
         self.router = CallRouter(
             reactor, pool, calls, media, config.vendor, self.endpoints, self.metrics
         )
@@ -67,8 +73,12 @@ class SipService(Service):
             on_shed=lambda reason: self.metrics.shed.labels(reason).inc(),
         )
         self._shed_on_lag = config.sip.shed_on_reactor_lag
+        # The edge relays the vendor's in-dialog requests (its BYE): let it in.
+        allowed = tuple(config.sip.allowed_networks) + (
+            (ipaddress.ip_network(edge.listen_host),) if edge is not None else ()
+        )
         source_filter = SourceFilter(
-            config.sip.allowed_networks, reactor, on_drop=lambda host: self.metrics.dropped.inc()
+            allowed, reactor, on_drop=lambda host: self.metrics.dropped.inc()
         )
         user_agent = f"lvgateway ({config.gateway.name})"
         #: HEP capture of every SIP message, switched at run time (``[hep]``).
@@ -99,6 +109,7 @@ class SipService(Service):
             config.vendor.health_interval,
             config.vendor.health_failures,
             user_agent,
+            self.router.edge_reasons,
         )
         self._media_check = LoopingCall(self.router.check_media)
         self._media_check.clock = reactor

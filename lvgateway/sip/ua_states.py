@@ -4,7 +4,8 @@
 ``UaStateConnected``, ``UasStateUpdating`` and ``UacStateUpdating`` (Sippy
 looks its states up on the UA, ``self.ua.UaStateConnected``, so a subclass
 of ``UA`` can swap them without a fork). Each override says which Sippy
-behaviour it corrects and why.
+behaviour it corrects and why. The UAC's trying and ringing states keep a
+loose route set when the leg goes through an outbound proxy (the TLS edge).
 
 The UA (``self.ua``) carries the state these need across states:
 ``prev_lsdp``/``prev_rsdp`` (the SDP before a re-INVITE, restored when it is
@@ -19,6 +20,8 @@ from typing import Any
 
 from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventUpdate
 from sippy.SipMaxForwards import SipMaxForwards
+from sippy.UacStateRinging import UacStateRinging
+from sippy.UacStateTrying import UacStateTrying
 from sippy.UacStateUpdating import UacStateUpdating
 from sippy.UasStateUpdating import UasStateUpdating
 from sippy.UaStateConnected import UaStateConnected
@@ -28,6 +31,8 @@ from lvgateway.sip.session_timer import SessionTerms, TooSmall
 
 __all__ = [
     "GatewayConnected",
+    "GatewayUacRinging",
+    "GatewayUacTrying",
     "GatewayUacUpdating",
     "GatewayUasUpdating",
     "refusal_of",
@@ -265,3 +270,34 @@ class GatewayUasUpdating(UasStateUpdating):  # type: ignore[misc]
         CCEventFail: _recvEventFail,
         CCEventUpdate: _refuse_crossing_offer,
     }
+
+
+def _loose_routes(state: Any, resp: Any) -> None:
+    """Sippy's route set from a 1xx/2xx, without its outbound-proxy rewrite.
+
+    With ``outbound_proxy`` set (the vendor leg through the edge), Sippy puts
+    the first Record-Route in the Request-URI and the peer's Contact in the
+    Route set: strict routing, which the edge (a loose router, RFC 3261
+    section 16.12) takes as a request for itself. The route set is kept as
+    received instead; requests still go to the edge, the first route.
+    """
+    outbound = state.ua.outbound_proxy
+    state.ua.outbound_proxy = None
+    try:
+        UacStateTrying.updateRoutes(state, resp)
+    finally:
+        state.ua.outbound_proxy = outbound
+
+
+class GatewayUacTrying(UacStateTrying):  # type: ignore[misc]
+    """The vendor leg's INVITE sent: routes kept loose (see :func:`_loose_routes`)."""
+
+    def updateRoutes(self, resp: Any) -> None:
+        _loose_routes(self, resp)
+
+
+class GatewayUacRinging(UacStateRinging):  # type: ignore[misc]
+    """The vendor leg ringing: routes kept loose (see :func:`_loose_routes`)."""
+
+    def updateRoutes(self, resp: Any) -> None:
+        _loose_routes(self, resp)

@@ -41,10 +41,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from lvgateway.sip import session_timer
+from lvgateway.sip.edge_reason import reason_from_edge
 from lvgateway.sip.headers import cased, request_headers
 from lvgateway.sip.session_timer import SessionTerms, SessionTimer, TooSmall
 from lvgateway.sip.ua_states import (
     GatewayConnected,
+    GatewayUacRinging,
+    GatewayUacTrying,
     GatewayUacUpdating,
     GatewayUasUpdating,
     refusal_of,
@@ -97,6 +100,8 @@ class GatewayUA(UA):  # type: ignore[misc]
     UaStateConnected = GatewayConnected
     UasStateUpdating = GatewayUasUpdating
     UacStateUpdating = GatewayUacUpdating
+    UacStateTrying = GatewayUacTrying
+    UacStateRinging = GatewayUacRinging
 
     def __init__(
         self,
@@ -114,6 +119,8 @@ class GatewayUA(UA):  # type: ignore[misc]
         self.lContact = SipContact(address=SipAddress(url=url, hadbrace=True))
         self.call_id = call_id
         self.on_refer = on_refer
+        #: Why the edge failed the INVITE (its ``Warning``), if it did.
+        self.edge_reason: str | None = None
         #: The headers of the BYE that ended this leg, if the peer sent one.
         self.bye_headers: list[tuple[str, str]] | None = None
         #: How many refreshing UPDATEs were answered here.
@@ -304,6 +311,7 @@ class GatewayUA(UA):  # type: ignore[misc]
         if initial and method == "INVITE" and 200 <= code < 300:
             self.session_answered(resp)
         if method == "INVITE" and code >= 300:
+            self.edge_reason = reason_from_edge(resp)
             # Sippy's transaction layer sends the ACK of a non-2xx final response
             # to its Contact (and Record-Route): a 302 would send the ACK to the
             # redirect target. RFC 3261 section 17.1.1.3: it goes where the

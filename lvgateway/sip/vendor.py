@@ -5,6 +5,9 @@ answer kept for its TTL, so a vendor that moves its endpoint behind DNS is
 followed without a restart. IP literals are used as they are. Health (from
 the OPTIONS checker) only reorders: an endpoint that failed its last checks
 is tried after the healthy ones, never skipped, since a check can be wrong.
+With ``[edge]``, every endpoint is reached through the Kamailio edge and its
+name is the edge's to resolve (docs/tls-edge.md says why): the gateway keeps
+the name for the Request-URI and sends to the edge.
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ class ResolvedEndpoint:
     port: int
     username: str | None
     password: str | None
+    #: How the vendor is reached from the edge (udp when there is no edge).
+    transport: str = "udp"
+    #: The edge every request goes to, when the vendor is reached through it;
+    #: ``address`` is then the configured host, which the edge resolves.
+    via: tuple[str, int] | None = None
+
+    @property
+    def next_hop(self) -> tuple[str, int]:
+        """Where the gateway sends the vendor leg's requests: the edge, or the vendor itself."""
+        return self.via if self.via is not None else (self.address, self.port)
 
 
 @attrs.define
@@ -51,11 +64,14 @@ class VendorEndpoints:
     :param reactor: resolves names (``IReactorPluggableNameResolver``) and tells time.
     :param lookup: ``lookup(name) -> Deferred[(address, ttl)]``; the reactor's
         resolver, kept DEFAULT_TTL, when not given (tests inject one).
+    :param edge: the Kamailio edge's address (``[edge]``): every endpoint is
+        reached through it, and its names are resolved there, not here.
     """
 
     endpoints: Sequence[VendorEndpoint]
     reactor: Any
     lookup: Any = None
+    edge: tuple[str, int] | None = None
     _cache: dict[str, tuple[str, float]] = attrs.field(factory=dict)
     _healthy: dict[str, bool] = attrs.field(factory=dict)
 
@@ -72,6 +88,8 @@ class VendorEndpoints:
         found: list[IPNetwork] = []
         for e in self.endpoints:
             host = e.host if is_ip_literal(e.host) else self._cache.get(e.host, ("", 0.0))[0]
+            if self.edge is not None:
+                host = e.edge_address or (e.host if is_ip_literal(e.host) else "")
             if host:
                 found.append(ipaddress.ip_network(host.strip("[]")))
         return found
@@ -82,10 +100,17 @@ class VendorEndpoints:
 
         def made(address: str) -> ResolvedEndpoint:
             return ResolvedEndpoint(
-                endpoint.uri, endpoint.user, address, endpoint.port, endpoint.username, password
+                endpoint.uri,
+                endpoint.user,
+                address,
+                endpoint.port,
+                endpoint.username,
+                password,
+                endpoint.transport,
+                self.edge,
             )
 
-        if is_ip_literal(endpoint.host):
+        if is_ip_literal(endpoint.host) or self.edge is not None:
             return succeed(made(endpoint.host))
         cached = self._cache.get(endpoint.host)
         now = self.reactor.seconds()
