@@ -68,6 +68,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import report  # noqa: E402
+from lvgateway.media.rtpengine_ng import decode_reply, encode_request  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -78,56 +79,6 @@ GIVE_UP_LOSS = 0.01
 GIVE_UP_P99_US = 50_000
 TARGET_LOSS = 0.001
 TARGET_ADDED_P99_US = 1000
-
-
-# -- bencode, for rtpengine's ng protocol ------------------------------------
-
-
-def bencode(value: Any) -> bytes:
-    """Encode ints, strings, bytes, lists and dicts (keys sorted) as bencode."""
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list | tuple):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
-        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
-    raise TypeError(f"cannot bencode {type(value).__name__}")
-
-
-def bdecode(data: bytes) -> Any:
-    """Decode one bencoded value (strings come back as ``str``)."""
-
-    def at(i: int) -> tuple[Any, int]:
-        c = data[i : i + 1]
-        if c == b"i":
-            end = data.index(b"e", i)
-            return int(data[i + 1 : end]), end + 1
-        if c == b"l":
-            out, i = [], i + 1
-            while data[i : i + 1] != b"e":
-                v, i = at(i)
-                out.append(v)
-            return out, i + 1
-        if c == b"d":
-            d, i = {}, i + 1
-            while data[i : i + 1] != b"e":
-                k, i = at(i)
-                v, i = at(i)
-                d[k] = v
-            return d, i + 1
-        colon = data.index(b":", i)
-        n = int(data[i:colon])
-        raw = data[colon + 1 : colon + 1 + n]
-        return raw.decode(errors="replace"), colon + 1 + n
-
-    return at(0)[0]
 
 
 class NgClient:
@@ -141,13 +92,11 @@ class NgClient:
 
     def __call__(self, **command: Any) -> dict[str, Any]:
         self.n += 1
-        cookie = b"%d_%d" % (os.getpid(), self.n)
-        self.sock.sendto(cookie + b" " + bencode(command), self.to)
+        cookie = f"{os.getpid()}_{self.n}"
+        self.sock.sendto(encode_request(cookie, command), self.to)
         while True:
-            data = self.sock.recv(65536)
-            got, _, body = data.partition(b" ")
+            got, reply = decode_reply(self.sock.recv(65536))
             if got == cookie:
-                reply: dict[str, Any] = bdecode(body)
                 return reply
 
     def close(self) -> None:

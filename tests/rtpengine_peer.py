@@ -19,63 +19,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lvgateway.media.rtpengine_ng import decode_reply, encode_request
+
 __all__ = [
     "NgClient",
     "NgError",
     "RtpengineProcess",
-    "bdecode",
-    "bencode",
     "free_udp_port",
     "stop_process",
 ]
 
 RTPENGINE = "/usr/bin/rtpengine"
-
-
-def bencode(value: Any) -> bytes:
-    """Encode ints, str/bytes, lists and dicts (keys sorted, as bencode wants)."""
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, (list, tuple)):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
-        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
-    raise TypeError(f"cannot bencode {type(value).__name__}")
-
-
-def bdecode(data: bytes) -> Any:
-    """Decode one bencoded value; byte strings come back as str (ng replies are text)."""
-    value, end = _decode_at(data, 0)
-    if end != len(data):
-        raise ValueError(f"{len(data) - end} trailing bytes after the bencoded value")
-    return value
-
-
-def _decode_at(data: bytes, i: int) -> tuple[Any, int]:
-    lead = data[i : i + 1]
-    if lead == b"i":
-        end = data.index(b"e", i)
-        return int(data[i + 1 : end]), end + 1
-    if lead in (b"l", b"d"):
-        items: list[Any] = []
-        i += 1
-        while data[i : i + 1] != b"e":
-            item, i = _decode_at(data, i)
-            items.append(item)
-        if lead == b"l":
-            return items, i + 1
-        return dict(zip(items[::2], items[1::2], strict=True)), i + 1
-    colon = data.index(b":", i)
-    length = int(data[i:colon])
-    start = colon + 1
-    return data[start : start + length].decode(errors="replace"), start + length
 
 
 class NgError(Exception):
@@ -97,8 +51,8 @@ class NgClient:
         :raises NgError: on ``result: error`` or no reply within the timeout.
         """
         body = {"command": command, **{k.replace("_", "-"): v for k, v in fields.items()}}
-        cookie = uuid.uuid4().hex[:12].encode()
-        self._sock.sendto(cookie + b" " + bencode(body), self.address)
+        cookie = uuid.uuid4().hex[:12]
+        self._sock.sendto(encode_request(cookie, body), self.address)
         deadline = time.monotonic() + self.timeout
         while True:
             left = deadline - time.monotonic()
@@ -111,10 +65,9 @@ class NgClient:
                 data = self._sock.recv(65535)
             except TimeoutError:
                 continue
-            got_cookie, _, payload = data.partition(b" ")
+            got_cookie, reply = decode_reply(data)
             if got_cookie != cookie:
                 continue
-            reply: dict[str, Any] = bdecode(payload)
             if reply.get("result") == "error":
                 raise NgError(f"{command}: {reply.get('error-reason')}")
             return reply
