@@ -129,3 +129,21 @@ async def test_exception_in_sippy_reaches_the_twisted_log(
         )
     finally:
         await port.stopListening()
+
+
+def test_sippy_uses_dir_only_to_ask_for_its_my_marker() -> None:
+    """The stack swaps ``dir`` in these Sippy modules for a marker test: every use there must be ``'my' in dir(x)``."""
+    import importlib
+    import inspect
+    import re
+
+    from lvgateway.sip.stack import _MY_MARKER_MODULES, _my_marker
+
+    for name in _MY_MARKER_MODULES:
+        source = inspect.getsource(importlib.import_module(name))
+        uses = re.findall(r"[^\n]*\bdir\(", source)
+        assert uses, f"{name} no longer calls dir(): drop it from _MY_MARKER_MODULES"
+        assert all(re.search(r"'my' in dir\($", use) for use in uses), (name, uses)
+    from sippy.SipConf import MyAddress
+
+    assert "my" in _my_marker(MyAddress()) and "my" not in _my_marker("127.0.0.1")
