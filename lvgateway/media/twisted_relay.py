@@ -120,7 +120,9 @@ class _RelayPort(DatagramProtocol):
         self.stream = stream
         self.networks = tuple(networks)
         self.clock = clock
-        self.peer: _RelayPort = self
+        #: Set when the session pairs its ports; dropped at release, so the
+        #: two ports do not keep each other in a cycle for the collector.
+        self.peer: _RelayPort | None = None
         self.sendto: Callable[[bytes, Address], int] = _no_socket
         self.remote: Address | None = None
         self.dest: Address | None = None
@@ -146,8 +148,8 @@ class _RelayPort(DatagramProtocol):
             self.dropped_muted += 1
             return
         peer = self.peer
-        dest = peer.dest
-        if dest is None:
+        dest = peer.dest if peer is not None else None
+        if peer is None or dest is None:
             self.dropped_nodest += 1
             return
         try:
@@ -213,6 +215,7 @@ class _RelayPort(DatagramProtocol):
     def shut(self) -> None:
         """Stop sending: the session is released."""
         self.dest = None
+        self.peer = None
         self.sendto = _no_socket
 
 

@@ -25,6 +25,7 @@ would answer an UPDATE after BYE with 200 or say nothing at all.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,24 @@ from lvgateway.sip.ua_states import (
 )
 
 __all__ = ["GatewayUA"]
+
+
+class _WeakResponder:
+    """Sippy's ``req.sendResponse(code, reason, ...)``, holding the request weakly (no cycle)."""
+
+    __slots__ = ("_req", "_ua")
+
+    def __init__(self, req: weakref.ref[Any], ua: Any) -> None:
+        self._req = req
+        self._ua = ua
+
+    def __call__(self, *rcode: Any) -> None:
+        req = self._req()
+        if req is None:  # nobody holds the request: nobody can answer it
+            return
+        ua = self._ua
+        resp = req.genResponse(*rcode, server=ua.local_ua)
+        ua.global_config["_sip_tm"].sendResponse(resp, lossemul=ua.uas_lossemul)
 
 log = Logger()
 
@@ -183,6 +202,21 @@ class GatewayUA(UA):  # type: ignore[misc]
         refresher = "uac" if terms.we_refresh else "uas"
         extra = session_timer.offer_headers(terms.interval, self.min_se, refresher)
         return tuple(eh or ()) + tuple(extra)
+
+    def cleanup(self) -> None:
+        """Sippy's hook when the leg is dead: drop what refers back to this UA.
+
+        Sippy's dead state breaks its own references to the UA; the session
+        timer (the UA's bound methods) and the call's callbacks would keep it
+        in a cycle that only a full collection frees, with every message the
+        leg kept.
+        """
+        self.stop_session_timer()
+        self.session_timer = None
+        self.on_refer = None
+        self.on_session_expired = None
+        self._notify_queue = []
+        super().cleanup()
 
     def stop_session_timer(self) -> None:
         """The leg is over: no refresh, no expiry."""
@@ -373,7 +407,22 @@ class GatewayUA(UA):  # type: ignore[misc]
             return self._answer_update(req, sip_t)
         elif method == "REFER" and self.state is not None:
             return self._answer_refer(req)
-        return super().recvRequest(req, sip_t)
+        return self._sippy_receives(req, sip_t)
+
+    def _sippy_receives(self, req: Any, sip_t: Any) -> Any:
+        """Sippy's ``recvRequest``, without the reference cycle it leaves on every request.
+
+        Sippy gives each request a ``sendResponse`` closure that holds the
+        request: a cycle that only the garbage collector frees, taking the
+        request's parsed headers with it (some hundred objects a call, and
+        the longest full collections under load). The closure is replaced by
+        one that holds the request weakly: whoever can still call it holds
+        the request.
+        """
+        result = super().recvRequest(req, sip_t)
+        if "sendResponse" in vars(req):
+            req.sendResponse = _WeakResponder(weakref.ref(req), self)
+        return result
 
     def _answer_update(self, req: Any, sip_t: Any) -> Any:
         terms = self.negotiate(req)
@@ -388,7 +437,7 @@ class GatewayUA(UA):  # type: ignore[misc]
             # A new offer: relayed to the other leg (GatewayConnected); the
             # final response follows its answer.
             self.pending_update_terms = terms
-            refused = super().recvRequest(req, sip_t)  # a CSeq out of order gets 500
+            refused = self._sippy_receives(req, sip_t)  # a CSeq out of order gets 500
             # Sippy returns None for a non-INVITE, and its transaction manager
             # then drops the server transaction: keep it for the final response.
             return refused if refused is not None else (None, None, None)
