@@ -17,6 +17,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
+from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.config.model import IPNetwork, VendorEndpoint
 from lvgateway.config.secret import Secret
 from lvgateway.sip.udp import is_ip_literal
@@ -33,7 +34,7 @@ MIN_TTL = 5.0
 
 @attrs.frozen
 class ResolvedEndpoint:
-    """An endpoint with the address a call goes to now."""
+    """An endpoint with the address a call goes to now, and how its media is carried."""
 
     uri: str
     user: str | None
@@ -41,6 +42,8 @@ class ResolvedEndpoint:
     port: int
     username: str | None
     password: str | None
+    media_profile: MediaProfile = "rtp"
+    codec_map: CodecMap | None = None
 
 
 @attrs.define
@@ -82,7 +85,14 @@ class VendorEndpoints:
 
         def made(address: str) -> ResolvedEndpoint:
             return ResolvedEndpoint(
-                endpoint.uri, endpoint.user, address, endpoint.port, endpoint.username, password
+                endpoint.uri,
+                endpoint.user,
+                address,
+                endpoint.port,
+                endpoint.username,
+                password,
+                endpoint.media_profile,
+                endpoint.codec_map,
             )
 
         if is_ip_literal(endpoint.host):
