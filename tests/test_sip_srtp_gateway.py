@@ -264,10 +264,11 @@ async def sipp_plain_vendor(bench: Bench) -> tuple[str, Any]:
     return f"sip:service@127.0.0.1:{port}", process
 
 
-def sipp_received(bench: Bench, method: str) -> int:
-    """How many ``method`` requests SIPp's message trace shows it received."""
+def sipp_received(bench: Bench, what: str) -> int:
+    """How many ``what`` requests (a method, or any line's start) SIPp's message trace shows."""
     traces = list(bench.tmp.glob("uas_*_messages.log"))
-    return sum(t.read_text(errors="replace").count(f"\n{method} sip:") for t in traces)
+    start = f"\n{what} sip:" if what.isalpha() else f"\n{what}"
+    return sum(t.read_text(errors="replace").count(start) for t in traces)
 
 
 def refusal_lines(events: list[dict[str, Any]], endpoint: str, cause: str) -> list[str]:
@@ -306,21 +307,25 @@ async def test_vendor_answering_plain_rtp_to_srtp_fails_the_call_488_with_reason
 
 
 @pytest_twisted.ensureDeferred
-async def test_vendor_answering_plain_rtp_to_srtp_fails_over_to_the_next_endpoint(
+async def test_vendor_answering_plain_rtp_to_srtp_fails_over_to_the_next_endpoint_and_its_profile(
     bench: Bench,
 ) -> None:
-    """The first srtp-sdes endpoint answers RTP/AVP: the call goes to the next (baresip), whose SRTP carries the audio."""
+    """The srtp-sdes endpoint answers RTP/AVP: the call goes to the next, offered with that endpoint's dtls-srtp profile."""
     uri, sipp = await sipp_plain_vendor(bench)
     try:
-        peer = await bench.peer("srtp-mand")
-        await bench.start(endpoint_toml(uri, "srtp-sdes") + endpoint_toml(peer.uri, "srtp-sdes"))
+        peer = await bench.peer("dtls_srtp")
+        await bench.start(endpoint_toml(uri, "srtp-sdes") + endpoint_toml(peer.uri, "dtls-srtp"))
         with capturedLogs() as events:
-            result = await echo_call(bench)
+            result = await echo_call(bench, lambda: "DTLS-SRTP complete (audio/RTP)" in peer.log())
             await wait_until(lambda: sipp_received(bench, "BYE"), 10, "the first vendor leg's BYE")
         assert len(refusal_lines(list(events), uri, CAUSE)) == 1, [formatEvent(e) for e in events]
         assert sipp_received(bench, "INVITE") == 1 and sipp_received(bench, "BYE") == 1
-        assert "SRTP is Enabled" in peer.log() and peer.running()
+        assert sipp_received(bench, "a=crypto:1 AES_CM_128_HMAC_SHA1_80") == 1  # SDES offered there
+        assert "verified sha-256 fingerprint OK" in peer.log() and peer.running()
         assert result.probes_back() >= ENOUGH and result.in_clear() == 0
+        await released(bench.gateway)  # type: ignore[arg-type]
+        assert media_calls(bench.gateway, "dtls-srtp") == 1  # type: ignore[arg-type]
+        assert media_calls(bench.gateway, "srtp-sdes") == 0  # type: ignore[arg-type]
     finally:
         if sipp.poll() is None:
             sipp.terminate()

@@ -128,8 +128,40 @@ class RtpengineMediaSession(AnsweredSession):
     def use_vendor_profile(
         self, endpoint: str, profile: MediaProfile, codec_map: CodecMap | None = None
     ) -> None:
-        """See :meth:`IMediaSession.use_vendor_profile`: the next offers and answers carry it."""
+        """See :meth:`IMediaSession.use_vendor_profile`: the next offers and answers carry it.
+
+        After a failover the session starts a new call on rtpengine, and
+        deletes the one the last endpoint was offered: with rtpengine 10.5,
+        a DTLS-SRTP re-offer on a call first offered SDES was answered but
+        its handshake with baresip never completed
+        (``tests/test_sip_srtp_gateway.py``); a fresh call did.
+        """
         self.endpoint, self.profile, self.codec_map = endpoint, profile, codec_map
+        if self._signalled and not self._released:
+            self._start_over()
+
+    def _start_over(self) -> None:
+        """Drop the call on rtpengine (in the background) and continue under a fresh call id."""
+        old = self.ng_call_id
+        deleted = self._relay.command(self.instance, {"command": "delete", "call-id": old})
+        deleted.addErrback(
+            lambda f: log.debug(
+                "media {call_id}: deleting {ng_call_id} on rtpengine failed: {reason}",
+                call_id=self.call_id,
+                ng_call_id=old,
+                reason=str(f.value),
+            )
+        )
+        self.ng_call_id = f"{self.call_id}-{token_hex(4)}"
+        self._open_offer_from = None
+        self._answered_once = False
+        self._signalled = False
+        self._ports = {"livevox": None, "vendor": None}
+        log.debug(
+            "media {call_id}: a new vendor endpoint: on rtpengine as {ng_call_id}",
+            call_id=self.call_id,
+            ng_call_id=self.ng_call_id,
+        )
 
     def on_caller_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> None:
         """See :meth:`IMediaSession.on_caller_sdp_change`; calls back on a later turn."""
