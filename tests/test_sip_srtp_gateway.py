@@ -187,6 +187,14 @@ def media_calls(gateway: SipGateway, profile: str) -> float:
     return float(value)
 
 
+def assert_echoed_and_encrypted(bench: Bench, result: Echoed) -> None:
+    """The probes came back, and the vendor side carried audio both ways, never a probe in clear."""
+    assert result.probes_back() >= ENOUGH, (len(result.echoed), bench.daemon.text()[-3000:])
+    assert len(result.vendor_payload_types(True)) >= ENOUGH
+    assert len(result.vendor_payload_types(False)) >= ENOUGH
+    assert result.in_clear() == 0
+
+
 async def released(gateway: SipGateway) -> None:
     """Wait until rtpengine has answered the call's ``delete`` (the session is counted then)."""
     await wait_until(lambda: gateway.media.stats().sessions == 0, 10, "the media released")
@@ -204,10 +212,7 @@ async def test_sdes_srtp_call_through_the_gateway_echoes_audio_with_no_plain_rtp
     assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in peer.log()
     assert "failed to decrypt" not in peer.log()
     assert " RTP/AVP " in result.livevox_answer and "a=crypto" not in result.livevox_answer
-    assert result.probes_back() >= ENOUGH, (len(result.echoed), bench.daemon.text()[-3000:])
-    assert len(result.vendor_payload_types(True)) >= ENOUGH
-    assert len(result.vendor_payload_types(False)) >= ENOUGH
-    assert result.in_clear() == 0
+    assert_echoed_and_encrypted(bench, result)
     await released(gateway)
     assert media_calls(gateway, "srtp-sdes") == 1 and media_calls(gateway, "rtp") == 0
 
@@ -224,9 +229,7 @@ async def test_dtls_srtp_call_through_the_gateway_echoes_audio_with_no_plain_rtp
     assert "verified sha-256 fingerprint OK" in peer.log()
     for attribute in ("a=fingerprint", "a=setup", "a=candidate", "a=ice-", "a=crypto"):
         assert attribute not in result.livevox_answer
-    assert result.probes_back() >= ENOUGH, (len(result.echoed), bench.daemon.text()[-3000:])
-    assert len(result.vendor_payload_types(True)) >= ENOUGH
-    assert result.in_clear() == 0
+    assert_echoed_and_encrypted(bench, result)
     await released(gateway)
     assert media_calls(gateway, "dtls-srtp") == 1
 
@@ -322,7 +325,7 @@ async def test_vendor_answering_plain_rtp_to_srtp_fails_over_to_the_next_endpoin
         assert sipp_received(bench, "INVITE") == 1 and sipp_received(bench, "BYE") == 1
         assert sipp_received(bench, "a=crypto:1 AES_CM_128_HMAC_SHA1_80") == 1  # SDES offered there
         assert "verified sha-256 fingerprint OK" in peer.log() and peer.running()
-        assert result.probes_back() >= ENOUGH and result.in_clear() == 0
+        assert_echoed_and_encrypted(bench, result)
         await released(bench.gateway)  # type: ignore[arg-type]
         assert media_calls(bench.gateway, "dtls-srtp") == 1  # type: ignore[arg-type]
         assert media_calls(bench.gateway, "srtp-sdes") == 0  # type: ignore[arg-type]
