@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 import attrs
 import pytest
 
+from lvgateway import tap
 from lvgateway.config import ConfigError, GatewayConfig, load_config
 from lvgateway.config.media_profiles import (
     MEDIA_PROFILES,
@@ -122,3 +124,19 @@ def test_summary_shows_a_profile_and_a_map_only_where_set(tmp_path: Path) -> Non
         "vendor [0]   sip:bot@127.0.0.1:5080",
         "vendor [1]   sip:bot@127.0.0.1:5080, media srtp-sdes, PCMU to G722",
     ]
+
+
+RTPENGINE = '\n[media]\nengine = "rtpengine"\n[[media.rtpengine]]\naddress = "127.0.0.1:2223"\n'
+
+
+@pytest.mark.parametrize("profile", ["srtp-sdes", "dtls-srtp"])
+def test_srtp_profile_and_codec_map_with_rtpengine_pass_check_config(
+    tmp_path: Path, profile: str
+) -> None:
+    """With engine = "rtpengine", an SRTP profile and a codec map are valid: --check-config exits 0 and shows them."""
+    extra = f'media_profile = "{profile}"\ncodec_map = {{ livevox = "PCMU", vendor = "G722" }}'
+    endpoint = _load(tmp_path, extra, RTPENGINE).vendor.endpoints[0]
+    assert endpoint.media_profile == profile and endpoint.codec_map == CodecMap("PCMU", "G722")
+    out, err = StringIO(), StringIO()
+    assert tap.check_config(str(tmp_path / "gw.toml"), out, err) == 0, err.getvalue()
+    assert f"media {profile}, PCMU to G722" in out.getvalue()

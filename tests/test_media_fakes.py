@@ -174,3 +174,34 @@ def test_mute_is_reported_once_and_kept(make: Any) -> None:
     session.mute("vendor")
     session.mute("vendor")
     assert session.counters().muted == frozenset({"vendor"})
+
+
+@pytest.mark.parametrize("make", [_fake_session, _real_session], ids=["fake", "twisted"])
+def test_plain_engines_take_the_rtp_profile_and_refuse_srtp_and_codec_maps(make: Any) -> None:
+    """The fake and the Twisted relay agree: rtp is a no-op; an SRTP profile or a codec map is refused, naming the endpoint."""
+    from lvgateway.config.media_profiles import CodecMap
+
+    session = make()
+    session.use_vendor_profile("sip:bot@127.0.0.1:5080", "rtp")
+    for profile, codec_map in (
+        ("srtp-sdes", None),
+        ("dtls-srtp", None),
+        ("rtp", CodecMap("PCMU", "G722")),
+    ):
+        with pytest.raises(ValueError, match="sip:bot@127.0.0.1:5080.*rtpengine"):
+            session.use_vendor_profile("sip:bot@127.0.0.1:5080", profile, codec_map)
+    body = offer()
+    results = Results()
+    session.on_caller_sdp_change(body, results)
+    assert results.calls[0][1] is None  # the session still relays plain RTP
+
+
+def test_fake_records_each_vendor_profile() -> None:
+    """The SIP part's tests read which profile each vendor-leg attempt was given."""
+    session = _fake_session()
+    session.use_vendor_profile("sip:a@127.0.0.1:5080", "rtp")
+    session.use_vendor_profile("sip:b@127.0.0.1:5090", "rtp")
+    assert [e for e, _, _ in session.vendor_profiles] == [
+        "sip:a@127.0.0.1:5080",
+        "sip:b@127.0.0.1:5090",
+    ]

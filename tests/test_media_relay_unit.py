@@ -401,6 +401,19 @@ def test_every_series_registered_at_start(
             == 0
         )
     assert registry.get_sample_value("lvgateway_media_sessions") == 0
+    for profile in ("rtp", "srtp-sdes", "dtls-srtp"):
+        assert registry.get_sample_value("lvgateway_media_calls_total", {"profile": profile}) == 0
+
+
+def test_a_released_session_counts_under_the_rtp_profile(
+    session: TwistedMediaSession, registry: CollectorRegistry
+) -> None:
+    """The Twisted relay carries plain RTP only: each released call counts once as rtp."""
+    session.use_vendor_profile("sip:bot@127.0.0.1:5080", "rtp")
+    session.release()
+    session.release()
+    assert sample(registry, "lvgateway_media_calls_total", profile="rtp") == 1
+    assert sample(registry, "lvgateway_media_calls_total", profile="srtp-sdes") == 0
 
 
 def test_release_closes_ports(

@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.config.model import IPNetwork
 from lvgateway.media.counters import MediaCounters, MediaSide, RelayStats
 
@@ -81,6 +82,28 @@ class IMediaSession(Interface):
         :returns: the rewritten ``sdp_body``, or ``None`` when the result
             comes through ``result_callback``.
         :errors: as :meth:`on_caller_sdp_change`.
+        """
+
+    def use_vendor_profile(
+        endpoint: str, profile: MediaProfile, codec_map: CodecMap | None = None
+    ) -> None:
+        """Carry the vendor side's media as the endpoint about to be dialled asks.
+
+        The SIP part calls it before each vendor-leg INVITE, so after a
+        failover the next offer is made with the next endpoint's profile.
+        Until the first call, the profile is ``rtp`` with no codec map. An
+        engine that terminates SRTP offers the vendor ``profile`` (and
+        ``codec_map``'s codec) and checks the vendor's answer against it
+        (:func:`~lvgateway.media.srtp_answer.check_vendor_answer`): an answer
+        without the profile's crypto fails the callee hook with the
+        failure's :class:`~lvgateway.media.errors.MediaSdpError` (488). LiveVox's
+        side stays plain RTP.
+
+        :param endpoint: the endpoint's URI, for the log line of a failure.
+        :param profile: the endpoint's ``media_profile``.
+        :param codec_map: the endpoint's ``codec_map``, or None.
+        :raises ValueError: the engine cannot carry ``profile`` (the config
+            refuses such a pairing, so this is a bug).
         """
 
     def mark_answered() -> None:

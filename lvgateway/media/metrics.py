@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from lvgateway.config.media_profiles import MEDIA_PROFILES, MediaProfile
 from lvgateway.media.counters import DIRECTIONS, DROP_REASONS, FlowCounters
 from lvgateway.metrics import counter, gauge
 
@@ -33,7 +34,12 @@ class MediaMetrics:
       :data:`~lvgateway.media.counters.DropReason`;
     - ``lvgateway_media_sessions``: sessions allocated and not released;
     - ``lvgateway_media_allocation_failures_total{reason}``: calls refused
-      media, ``ports_exhausted``, ``not_running`` or ``no_instance``.
+      media, ``ports_exhausted``, ``not_running`` or ``no_instance``;
+    - ``lvgateway_media_calls_total{profile}``: sessions released, by the
+      media profile of the last vendor endpoint they were offered to
+      (``rtp`` when no vendor leg was placed). Not
+      ``lvgateway_media_sessions_total``: a counter of that name would
+      clash with the gauge above.
     """
 
     packets: Counter
@@ -41,6 +47,7 @@ class MediaMetrics:
     dropped: Counter
     sessions: Gauge
     allocation_failures: Counter
+    calls: Counter
     _flushed: dict[tuple[int, str], int] = attrs.field(factory=dict)
 
     @classmethod
@@ -75,7 +82,17 @@ class MediaMetrics:
                 "Calls refused media ports, by reason.",
                 {"reason": list(ALLOCATION_FAILURES)},
             ),
+            calls=counter(
+                registry,
+                "lvgateway_media_calls_total",
+                "Media sessions released, by the vendor endpoint's media profile.",
+                {"profile": list(MEDIA_PROFILES)},
+            ),
         )
+
+    def session_released(self, profile: MediaProfile) -> None:
+        """Count one released session under the media profile it was carried with."""
+        self.calls.labels(profile=profile).inc()
 
     def add_totals(self, flows: Mapping[str, FlowCounters], dropped: Mapping[str, int]) -> None:
         """Bring the counters up to running totals, adding what grew since the last call.

@@ -40,9 +40,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from lvgateway.config.media_profiles import CodecMap, MediaProfile
+from lvgateway.config.media_profiles import (
+    CodecMap,
+    MediaProfile,
+    codec_map_supported,
+    profile_supported,
+)
 
-__all__ = ["SDES_SUITES_NOT_OFFERED", "TRANSPORT_PROTOCOLS", "Message", "Side", "ng_flags"]
+__all__ = [
+    "SDES_SUITES_NOT_OFFERED",
+    "TRANSPORT_PROTOCOLS",
+    "Message",
+    "PlainRtpOnly",
+    "Side",
+    "ng_flags",
+]
 
 Message = Literal["offer", "answer"]
 Side = Literal["vendor", "livevox"]
@@ -106,3 +118,24 @@ def ng_flags(
     if message == "offer" and codec_map is not None:
         flags["codec"] = {"transcode": [codec_map.vendor], "mask": [codec_map.livevox]}
     return flags
+
+
+class PlainRtpOnly:
+    """:meth:`IMediaSession.use_vendor_profile` of an engine that relays plain RTP only.
+
+    Mixed into the Twisted relay's, rtp.io's and the fake's sessions. The
+    config refuses any other profile for these engines (``--check-config``),
+    so one reaching here is a bug, said loudly rather than relayed in clear.
+    """
+
+    #: The engine's name in ``media.engine``, for :func:`profile_supported`.
+    engine_name = "twisted"
+
+    def use_vendor_profile(
+        self, endpoint: str, profile: MediaProfile, codec_map: CodecMap | None = None
+    ) -> None:
+        """Accept ``rtp`` without a codec map; refuse anything else with ``ValueError``."""
+        if not profile_supported(self.engine_name, profile):
+            raise ValueError(f"{endpoint}: media profile {profile!r} needs the rtpengine engine")
+        if codec_map is not None and not codec_map_supported(self.engine_name):
+            raise ValueError(f"{endpoint}: a codec map needs the rtpengine engine")

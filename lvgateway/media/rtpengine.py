@@ -284,6 +284,7 @@ class RtpengineMediaRelay:
         session.instance.sessions -= 1
         self._released.add(final)
         self._metrics.sessions.set(len(self._sessions))
+        self._metrics.session_released(session.profile)
 
     def _poll_round(self) -> None:
         sessions = list(self._sessions)

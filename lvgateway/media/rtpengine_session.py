@@ -10,6 +10,17 @@ Twisted relay would refuse (no audio stream, a host name, unparseable) is
 refused here too, 488, before rtpengine sees it; rtpengine's own refusal is
 502, no reply 503.
 
+**Media profiles.** Before each vendor-leg INVITE the SIP part says which
+vendor endpoint it dials (:meth:`RtpengineMediaSession.use_vendor_profile`):
+each ``offer`` and ``answer`` carries
+:func:`~lvgateway.media.profiles.ng_flags` for the side its SDP goes to
+(the endpoint's profile and codec map toward the vendor, plain RTP toward
+LiveVox). The vendor's answer is checked against the profile
+(:func:`~lvgateway.media.srtp_answer.check_vendor_answer`) before rtpengine
+sees it: one without the crypto the profile requires fails the hook with
+488 and one warning naming the endpoint and the cause, and the call fails
+over or ends.
+
 The engine polls the session (``query``) for its counters, which feed the
 media metrics and the media-timeout rule (:func:`~lvgateway.media.counters.silent_side`);
 :meth:`RtpengineMediaSession.release` deletes the call on rtpengine and
@@ -29,11 +40,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.media.answered import AnsweredSession
 from lvgateway.media.counters import MediaCounters, MediaSide
 from lvgateway.media.errors import MediaSdpError, MediaSessionReleasedError
 from lvgateway.media.interfaces import IMediaSession, SdpResultCallback
 from lvgateway.media.latching import LatchMode
+from lvgateway.media.profiles import ng_flags
 from lvgateway.media.rtpengine_ng import NgError
 from lvgateway.media.rtpengine_policy import (
     BASE_OPTIONS,
@@ -44,7 +57,8 @@ from lvgateway.media.rtpengine_policy import (
     other_side,
     sdp_port,
 )
-from lvgateway.media.sdp import rewrite_sdp
+from lvgateway.media.sdp import DTLS_SRTP_TRANSPORTS, RTP_TRANSPORTS, rewrite_sdp
+from lvgateway.media.srtp_answer import SrtpAnswerFailure, check_vendor_answer
 
 if TYPE_CHECKING:
     from lvgateway.media.rtpengine import RtpengineInstanceState, RtpengineMediaRelay
@@ -55,6 +69,12 @@ log = Logger()
 
 #: Only checks a body the way the Twisted relay would; nothing is sent to this address.
 _CHECK_ADDRESS = "192.0.2.1"
+#: What each side's ``m=audio`` may carry: rtpengine terminates DTLS-SRTP
+#: toward the vendor; LiveVox's side is RTP (its SRTP, if any, passes as is).
+_TAKEN: dict[MediaSide, frozenset[str]] = {
+    "livevox": RTP_TRANSPORTS,
+    "vendor": RTP_TRANSPORTS | DTLS_SRTP_TRANSPORTS,
+}
 
 
 @implementer(IMediaSession)
@@ -72,6 +92,10 @@ class RtpengineMediaSession(AnsweredSession):
     _relay: RtpengineMediaRelay
     instance: RtpengineInstanceState
     vendor_latching: LatchMode = "strict"
+    #: The vendor endpoint being dialled, its media profile and codec map.
+    endpoint: str = attrs.field(default="", init=False)
+    profile: MediaProfile = attrs.field(default="rtp", init=False)
+    codec_map: CodecMap | None = attrs.field(default=None, init=False)
     #: rtpengine's call id: the gateway's, made unique (a deleted call lingers there a while).
     ng_call_id: str = attrs.field(init=False)
     _open_offer_from: MediaSide | None = attrs.field(default=None, init=False)
@@ -101,6 +125,44 @@ class RtpengineMediaSession(AnsweredSession):
         """rtpengine's vendor-facing RTP port, once the SDP toward the vendor is known."""
         return self._ports["vendor"]
 
+    def use_vendor_profile(
+        self, endpoint: str, profile: MediaProfile, codec_map: CodecMap | None = None
+    ) -> None:
+        """See :meth:`IMediaSession.use_vendor_profile`: the next offers and answers carry it.
+
+        After a failover the session starts a new call on rtpengine, and
+        deletes the one the last endpoint was offered: with rtpengine 10.5,
+        a DTLS-SRTP re-offer on a call first offered SDES was answered but
+        its handshake with baresip never completed
+        (``tests/test_sip_srtp_gateway.py``); a fresh call did.
+        """
+        self.endpoint, self.profile, self.codec_map = endpoint, profile, codec_map
+        if self._signalled and not self._released:
+            self._start_over()
+
+    def _start_over(self) -> None:
+        """Drop the call on rtpengine (in the background) and continue under a fresh call id."""
+        old = self.ng_call_id
+        deleted = self._relay.command(self.instance, {"command": "delete", "call-id": old})
+        deleted.addErrback(
+            lambda f: log.debug(
+                "media {call_id}: deleting {ng_call_id} on rtpengine failed: {reason}",
+                call_id=self.call_id,
+                ng_call_id=old,
+                reason=str(f.value),
+            )
+        )
+        self.ng_call_id = f"{self.call_id}-{token_hex(4)}"
+        self._open_offer_from = None
+        self._answered_once = False
+        self._signalled = False
+        self._ports = {"livevox": None, "vendor": None}
+        log.debug(
+            "media {call_id}: a new vendor endpoint: on rtpengine as {ng_call_id}",
+            call_id=self.call_id,
+            ng_call_id=self.ng_call_id,
+        )
+
     def on_caller_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> None:
         """See :meth:`IMediaSession.on_caller_sdp_change`; calls back on a later turn."""
         self._update("livevox", sdp_body, result_callback)
@@ -119,7 +181,7 @@ class RtpengineMediaSession(AnsweredSession):
             self._fail_later(result_callback, error)
             return
         try:
-            rewrite_sdp(sdp_body.getCopy(), _CHECK_ADDRESS, 9)
+            rewrite_sdp(sdp_body.getCopy(), _CHECK_ADDRESS, 9, _TAKEN[side])
         except MediaSdpError as e:
             log.warn(
                 "media {call_id}: {side}'s SDP refused: {reason}",
@@ -130,6 +192,11 @@ class RtpengineMediaSession(AnsweredSession):
             self._fail_later(result_callback, e)
             return
         command, offerer = exchange(side, self._open_offer_from)
+        refused = self._refused_answer(side, command, str(sdp_body))
+        if refused is not None:
+            log.warn(refused.log_format, call_id=self.call_id, **refused.log_fields())
+            self._fail_later(result_callback, refused.as_error())
+            return
         mode: LatchMode = self.vendor_latching if side == "vendor" else "strict"
         message: dict[str, Any] = {
             "command": command,
@@ -138,6 +205,7 @@ class RtpengineMediaSession(AnsweredSession):
             "sdp": str(sdp_body),
             "flags": latching_flags(mode),
             **BASE_OPTIONS,
+            **ng_flags(self.profile, self.codec_map, command, toward=other_side(side)),
         }
         if command == "answer" or self._answered_once:
             message["to-tag"] = TAGS[other_side(offerer)]
@@ -149,6 +217,12 @@ class RtpengineMediaSession(AnsweredSession):
             callbackArgs=(side, command, sdp_body, result_callback),
             errbackArgs=(side, command, result_callback),
         )
+
+    def _refused_answer(self, side: MediaSide, command: str, sdp: str) -> SrtpAnswerFailure | None:
+        """Why the vendor's answer cannot carry the profile's media, or None (offers are not checked)."""
+        if side != "vendor" or command != "answer":
+            return None
+        return check_vendor_answer(self.endpoint or "the vendor", self.profile, sdp)
 
     def _updated(
         self,

@@ -440,6 +440,7 @@ class RtpioMediaRelay:
             del self._sessions[session]
             self._closing[session] = None
             self._metrics.sessions.set(len(self._sessions))
+            self._metrics.session_released("rtp")
 
     def _session_closed(self, session: RtpioMediaSession, final: MediaCounters) -> None:
         if session not in self._closing:

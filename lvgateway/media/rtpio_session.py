@@ -68,6 +68,7 @@ from lvgateway.media.errors import (
     MediaSessionReleasedError,
 )
 from lvgateway.media.interfaces import IMediaSession, SdpResultCallback
+from lvgateway.media.profiles import PlainRtpOnly
 from lvgateway.media.rtpio_client import parse_query
 from lvgateway.media.sdp import RTP_TRANSPORTS, MediaTarget, rewrite_sdp, sdp_address_type
 
@@ -135,12 +136,14 @@ class _SdpChange:
 
 @implementer(IMediaSession)
 @attrs.define(eq=False)
-class RtpioMediaSession:
+class RtpioMediaSession(PlainRtpOnly):
     """One call's rtpproxy session; made by :meth:`RtpioMediaRelay.new_session`.
 
     :param call_id: the gateway's call id, for logs.
     :param rtpp_id: the session's call id in rtpproxy (the call id made safe, plus a suffix).
     """
+
+    engine_name = "rtpio"
 
     call_id: str
     rtpp_id: str

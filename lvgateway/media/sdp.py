@@ -47,10 +47,18 @@ from sippy.SdpBody import SdpBody
 
 from lvgateway.media.errors import MediaSdpError
 
-__all__ = ["RTP_TRANSPORTS", "MediaTarget", "rewrite_sdp", "sdp_address_type"]
+__all__ = [
+    "DTLS_SRTP_TRANSPORTS",
+    "RTP_TRANSPORTS",
+    "MediaTarget",
+    "rewrite_sdp",
+    "sdp_address_type",
+]
 
 #: The transports of an ``m=`` line the relay carries (SRTP passes through as is).
 RTP_TRANSPORTS = frozenset({"rtp/avp", "rtp/avpf", "rtp/savp", "rtp/savpf"})
+#: DTLS-SRTP's transports (RFC 5764), which only an engine terminating DTLS takes.
+DTLS_SRTP_TRANSPORTS = frozenset({"udp/tls/rtp/savp", "udp/tls/rtp/savpf"})
 
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 # An old-style hold: what the side's direction becomes when its address is 0.0.0.0.
@@ -106,10 +114,10 @@ def _parse(sdp_body: Any) -> Any:
     return sdp
 
 
-def _audio_section(sdp: Any) -> Any:
+def _audio_section(sdp: Any, transports: frozenset[str] = RTP_TRANSPORTS) -> Any:
     for sect in sdp.sections:
         m = sect.m_header
-        if m.stype.lower() == "audio" and m.transport.lower() in RTP_TRANSPORTS:
+        if m.stype.lower() == "audio" and m.transport.lower() in transports:
             return sect
     raise MediaSdpError("no RTP audio stream in the SDP")
 
@@ -151,7 +159,9 @@ def _effective_direction(sdp: Any, sect: Any) -> str:
     return "sendrecv"
 
 
-def rewrite_sdp(sdp_body: Any, address: str, rtp_port: int) -> MediaTarget:
+def rewrite_sdp(
+    sdp_body: Any, address: str, rtp_port: int, transports: frozenset[str] = RTP_TRANSPORTS
+) -> MediaTarget:
     """Point ``sdp_body`` at the relay, in place, and return where its sender wants media.
 
     On success the body's ``needs_update`` is cleared, as Sippy expects of
@@ -161,11 +171,12 @@ def rewrite_sdp(sdp_body: Any, address: str, rtp_port: int) -> MediaTarget:
     :param address: the relay's address to advertise (an IP literal).
     :param rtp_port: the relay's RTP port facing the body's receiver; its
         RTCP port is the next one.
+    :param transports: the ``m=`` transports taken, lower case.
     :returns: the :class:`MediaTarget` of the body's sender.
     :raises lvgateway.media.errors.MediaSdpError: when the body cannot be relayed.
     """
     sdp = _parse(sdp_body)
-    audio = _audio_section(sdp)
+    audio = _audio_section(sdp, transports)
     target = _read_target(audio)  # validates before anything changes
     atype = sdp_address_type(address)
     for sect in sdp.sections:

@@ -44,6 +44,7 @@ from lvgateway.media.errors import (
     PortsExhaustedError,
 )
 from lvgateway.media.interfaces import IMediaRelay, IMediaSession, SdpResultCallback
+from lvgateway.media.profiles import PlainRtpOnly
 from lvgateway.media.sdp import MediaTarget, rewrite_sdp
 
 __all__ = ["FakeMediaRelay", "FakeMediaSession", "MemoryUdpPort", "MemoryUdpReactor", "PortsInOrder"]
@@ -53,7 +54,7 @@ Address = tuple[str, int]
 
 @implementer(IMediaSession)
 @attrs.define(eq=False)
-class FakeMediaSession:
+class FakeMediaSession(PlainRtpOnly):
     """A media session that rewrites SDP and relays nothing.
 
     :param call_id: as given to :meth:`FakeMediaRelay.new_session`.
@@ -91,6 +92,13 @@ class FakeMediaSession:
     released: bool = False
     #: The sides :meth:`mute` was asked to mute, in order, once each.
     muted: list[MediaSide] = attrs.field(factory=list)
+    #: Each :meth:`use_vendor_profile` call's ``(endpoint, profile, codec_map)``, in order.
+    vendor_profiles: list[tuple[str, str, Any]] = attrs.field(factory=list)
+
+    def use_vendor_profile(self, endpoint: str, profile: Any, codec_map: Any = None) -> None:
+        """Record the call in :attr:`vendor_profiles`; refuse all but plain RTP, as the plain engines do."""
+        self.vendor_profiles.append((endpoint, profile, codec_map))
+        PlainRtpOnly.use_vendor_profile(self, endpoint, profile, codec_map)
 
     def on_caller_sdp_change(self, sdp_body: Any, result_callback: SdpResultCallback) -> None:
         """Rewrite LiveVox's SDP to :attr:`address` and :attr:`vendor_port`; call back at once."""

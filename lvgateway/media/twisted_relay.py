@@ -60,6 +60,7 @@ from lvgateway.media.interfaces import IMediaRelay, IMediaSession, SdpResultCall
 from lvgateway.media.latching import LatchMode, admits
 from lvgateway.media.metrics import MediaMetrics
 from lvgateway.media.ports import BoundPort, PortAllocator
+from lvgateway.media.profiles import PlainRtpOnly
 from lvgateway.media.sdp import MediaTarget, rewrite_sdp
 
 __all__ = ["TwistedMediaRelay", "TwistedMediaSession"]
@@ -221,7 +222,7 @@ class _RelayPort(DatagramProtocol):
 
 @implementer(IMediaSession)
 @attrs.define(eq=False)
-class TwistedMediaSession(AnsweredSession):
+class TwistedMediaSession(AnsweredSession, PlainRtpOnly):
     """One call's four relay ports; made by :meth:`TwistedMediaRelay.new_session`.
 
     :param call_id: the gateway's call id, for logs.
@@ -549,6 +550,7 @@ class TwistedMediaRelay:
         del self._sessions[session]
         self._released.add(final)
         self._metrics.sessions.set(len(self._sessions))
+        self._metrics.session_released("rtp")
 
     def _totals(self) -> tuple[dict[str, FlowCounters], dict[str, int]]:
         live = (session.counters() for session in self._sessions)

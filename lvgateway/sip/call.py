@@ -152,6 +152,8 @@ class BridgedCall:
         self._early_end: CallEvent | None = None  # what ended it meanwhile
         self._livevox_down = False
         self._vendor_down = True
+        #: The media refused this vendor leg's answer (its SRTP); see :meth:`_vendor_answer_told`.
+        self._answer_refused = False
         self.sip_code: int | None = None
         #: Per side (``livevox``, ``vendor``), the SDP the media was last told of, as that side sent it.
         self._media_sdp: dict[str, Any] = {}
@@ -308,6 +310,9 @@ class BridgedCall:
         self.ua_o = ua
         self._vendor_down = False
         self.endpoint = endpoint
+        self._answer_refused = False
+        # Before the INVITE's offer: after a failover, it is the next endpoint's profile.
+        self.media.use_vendor_profile(endpoint.uri, endpoint.media_profile, endpoint.codec_map)
         cid, cli, _cld, body, auth, caller_name = self._try_event.getData()
         event = CCEventTry(
             (
@@ -413,7 +418,23 @@ class BridgedCall:
         self._media_sdp[side] = body.getCopy() if body is not None else None
         if side == "livevox":
             return self.media.on_caller_sdp_change(body, result_callback)
+        if self.phase is CallPhase.DIALLING:
+            result_callback = partial(self._vendor_answer_told, result_callback)
         return self.media.on_callee_sdp_change(body, result_callback)
+
+    def _vendor_answer_told(
+        self, result_callback: Callable[..., Any], body: Any, ex: Any = None
+    ) -> Any:
+        """The media's verdict on the vendor's answer during set-up; a refusal is noted for failover.
+
+        Sippy turns the refusal into a ``CCEventFail`` with the error's code
+        (488) and BYEs the vendor leg itself; :meth:`_vendor_failed` must
+        tell it from a 488 the vendor sent: it is this endpoint's media that
+        failed, so the next endpoint is tried.
+        """
+        if ex is not None:
+            self._answer_refused = True
+        return result_callback(body, ex=ex) if ex is not None else result_callback(body)
 
     def _media_agreed(self) -> None:
         """An offer/answer completed on both legs: the SDPs the media has are the call's."""
@@ -455,6 +476,9 @@ class BridgedCall:
         why = getattr(self.ua_o, "edge_reason", None)
         if why is not None and self.edge_reasons is not None:
             self.edge_reasons.note(self.endpoint.uri, why)
+        if self.phase is CallPhase.DIALLING and self._answer_refused:
+            self._media_refused(event)
+            return
         if self.phase is CallPhase.DIALLING and (code >= 500 or code == 408):
             if self._remaining:
                 log.warn(
@@ -474,6 +498,19 @@ class BridgedCall:
             )
             self.on_vendor_failure(f"the vendor answered {code} {phrase}")
         self._report(CallEvent(EventKind.SETUP_FAILED, code=code, text=phrase))
+
+    def _media_refused(self, event: Any) -> None:
+        """The media refused the vendor's answer (SRTP missing): next endpoint, else fail with its Reason.
+
+        The media logged the endpoint and the cause; Sippy BYEs the leg. Like
+        a 488 from the vendor, it says nothing of the vendor's health.
+        """
+        code, phrase = event.getData()[:2]
+        why = event.reason_rfc3326.reason if event.reason_rfc3326 is not None else phrase
+        if self._remaining:
+            self._dial_next()
+            return
+        self._report(CallEvent(EventKind.SETUP_FAILED, code=code, text=why))
 
     def _vendor_redirected(self, event: Any) -> None:
         """The vendor answered 3xx: follow it only to a configured endpoint, else fail over (never to LiveVox)."""
@@ -729,7 +766,9 @@ class BridgedCall:
         self.sip_code = code
         if not self._livevox_down:
             self._livevox_down = True
-            self.ua_a.recvEvent(CCEventFail((code, phrase)))
+            event = CCEventFail((code, phrase))
+            event.reason_rfc3326 = reason(code, phrase)
+            self.ua_a.recvEvent(event)
         self._maybe_finished()
 
     def _bye(self, cause: int, text: str) -> Any:

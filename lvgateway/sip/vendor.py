@@ -20,6 +20,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
+from lvgateway.config.media_profiles import CodecMap, MediaProfile
 from lvgateway.config.model import IPNetwork, VendorEndpoint
 from lvgateway.config.secret import Secret
 from lvgateway.sip.udp import is_ip_literal
@@ -36,7 +37,7 @@ MIN_TTL = 5.0
 
 @attrs.frozen
 class ResolvedEndpoint:
-    """An endpoint with the address a call goes to now."""
+    """An endpoint with the address a call goes to now, and how its media is carried."""
 
     uri: str
     user: str | None
@@ -49,6 +50,8 @@ class ResolvedEndpoint:
     #: The edge every request goes to, when the vendor is reached through it;
     #: ``address`` is then the configured host, which the edge resolves.
     via: tuple[str, int] | None = None
+    media_profile: MediaProfile = "rtp"
+    codec_map: CodecMap | None = None
 
     @property
     def next_hop(self) -> tuple[str, int]:
@@ -106,8 +109,10 @@ class VendorEndpoints:
                 endpoint.port,
                 endpoint.username,
                 password,
-                endpoint.transport,
-                self.edge,
+                transport=endpoint.transport,
+                via=self.edge,
+                media_profile=endpoint.media_profile,
+                codec_map=endpoint.codec_map,
             )
 
         if is_ip_literal(endpoint.host) or self.edge is not None:
