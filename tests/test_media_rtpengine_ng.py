@@ -148,12 +148,8 @@ class ClientTests(SynchronousTestCase):
 
 def test_latching_flags() -> None:
     """Strict: learning off (only the SDP's address); NAT opt-in: learning immediate; both strict source."""
-    assert latching_flags("strict") == ["strict source", "symmetric", "endpoint-learning-off"]
-    assert latching_flags("first_packet") == [
-        "strict source",
-        "symmetric",
-        "endpoint-learning-immediate",
-    ]
+    assert latching_flags("strict") == ["strict source", "endpoint-learning-off"]
+    assert latching_flags("first_packet") == ["strict source", "endpoint-learning-immediate"]
 
 
 def test_exchange_offer_or_answer() -> None:

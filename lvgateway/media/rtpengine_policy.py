@@ -65,7 +65,8 @@ def latching_flags(mode: LatchMode) -> list[str]:
         (latch once, to the first datagram from anyone).
     """
     learning = "endpoint-learning-off" if mode == "strict" else "endpoint-learning-immediate"
-    return ["strict source", "symmetric", learning]
+    # Symmetric RTP is rtpengine's default; 10.5 logs "Unknown flag" for "symmetric".
+    return ["strict source", learning]
 
 
 def exchange(side: MediaSide, open_offer_from: MediaSide | None) -> tuple[NgCommand, MediaSide]:
