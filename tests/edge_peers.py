@@ -185,8 +185,13 @@ class Baresip:
             await wait_until(lambda: self._protocol.exited, 10, "baresip to exit")
 
 
-async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Baresip:
-    """Start baresip with a config folder of its own; wait until it says it is ready."""
+async def start_baresip(
+    folder: Path, certificate: Path, ca_file: Path, mediaenc: str | None = None
+) -> Baresip:
+    """Start baresip with a config folder of its own; wait until it says it is ready.
+
+    :param mediaenc: baresip's media encryption for its account (``srtp-mand``…), or plain RTP.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port_pair()
     rtp_first = 31000 + (os.getpid() % 80) * 100  # runs side by side get ranges of their own
@@ -205,6 +210,7 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
                 "module\tg711.so",
                 "module\taubridge.so",  # echo loops the audio through it
                 "module\techo.so",
+                *(["module\tsrtp.so"] if mediaenc else []),
                 "module\taccount.so",
                 "module\tmenu.so",
                 "module\tctrl_tcp.so",
@@ -214,7 +220,8 @@ async def start_baresip(folder: Path, certificate: Path, ca_file: Path) -> Bares
         )
     )
     # regint=0: no registration; baresip's echo module answers every call itself.
-    (folder / "accounts").write_text(f"<sip:bot@{DOMAIN};transport=tls>;regint=0\n")
+    encryption = f";mediaenc={mediaenc}" if mediaenc else ""
+    (folder / "accounts").write_text(f"<sip:bot@{DOMAIN};transport=tls>;regint=0{encryption}\n")
     protocol = _Lines()
     argv = [BARESIP, "-4", "-n", "127.0.0.1", "-s", "-f", str(folder)]
     process = reactor.spawnProcess(  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .edge_peers import (
     start_baresip,
     watch_edge_log,
 )
+from .rtpengine_process import rtpengine, rtpengine_toml, running
 from .sip_gateway import SipGateway, free_udp_port, sipp, start_gateway
 from .sip_helpers import wait_until, wait_until_async
 from .test_sandbox_sip_process import free_port
@@ -83,11 +85,11 @@ def edge_toml(ca_file: Path) -> str:
     )
 
 
-def tls_endpoint(bs: Baresip) -> str:
+def tls_endpoint(bs: Baresip, media_profile: str = "rtp") -> str:
     """The vendor endpoint: baresip's TLS port under the vendor's domain, its address given to the edge."""
     return (
         f'[[vendor.endpoints]]\nuri = "sip:bot@{DOMAIN}:{bs.tls_port};transport=tls"\n'
-        'edge_address = "127.0.0.1"\n'
+        f'edge_address = "127.0.0.1"\nmedia_profile = "{media_profile}"\n'
     )
 
 
@@ -226,20 +228,43 @@ async def test_a_vendor_certificate_that_fails_gets_no_call_and_livevox_503(
         await stop(bench)
 
 
+@pytest.mark.parametrize("profile", ["rtp", "srtp-sdes"])
 @pytest_twisted.ensureDeferred
 async def test_audio_is_echoed_through_the_edge_and_the_vendor_can_hang_up(
-    tmp_path: Path, pki: Pki, edge_log: EdgeLog
+    tmp_path: Path, pki: Pki, edge_log: EdgeLog, profile: str
 ) -> None:
-    """The sandbox's dialler calls through the gateway and the edge to baresip's echo; baresip's BYE ends the call."""
+    """The sandbox's dialler calls through the gateway and the edge to baresip's echo; baresip's BYE ends the call.
+
+    With ``srtp-sdes``, the vendor leg is what a hosted platform asks of a
+    trunk: SIP over TLS through the edge, and SDES-SRTP toward baresip
+    (``mediaenc=srtp-mand``) from rtpengine, plain RTP toward LiveVox.
+    """
+    async with AsyncExitStack() as stack:
+        media = ""
+        if profile != "rtp":
+            daemon = await stack.enter_async_context(rtpengine(tmp_path))
+            media = rtpengine_toml([daemon])
+        await _echo_through_the_edge(tmp_path, pki, profile, media)
+        if profile != "rtp":
+            assert running(daemon), daemon.text()
+
+
+async def _echo_through_the_edge(tmp_path: Path, pki: Pki, profile: str, media: str) -> None:
     sandbox_sip = free_udp_port("127.0.0.2")
-    vendor = await start_baresip(tmp_path / "baresip", pki.good, pki.ca.cert_file)
+    vendor = await start_baresip(
+        tmp_path / "baresip",
+        pki.good,
+        pki.ca.cert_file,
+        mediaenc="srtp-mand" if profile == "srtp-sdes" else None,
+    )
     gateway = start_gateway(
         tmp_path,
         [],
-        endpoints=tls_endpoint(vendor),
-        extra_toml=edge_toml(pki.ca.cert_file),
+        endpoints=tls_endpoint(vendor, profile),
+        extra_toml=edge_toml(pki.ca.cert_file) + media,
         allowed='["127.0.0.2/32"]',
         health_interval=0.5,
+        engine="rtpengine" if media else None,
     )
     service = edge_service(reactor, gateway.config)
     assert service is not None
@@ -286,6 +311,16 @@ async def test_audio_is_echoed_through_the_edge_and_the_vendor_can_hang_up(
         assert vendor.transports("INVITE") == ["TLS"] and vendor.transports("BYE") == [
             "TLS"
         ]  # its own BYE, sent over TLS
+        if profile == "srtp-sdes":
+            assert any("SRTP is Enabled" in line for line in vendor.output), vendor.output[-30:]
+            await wait_until(
+                lambda: gateway.registry.get_sample_value(
+                    "lvgateway_media_calls_total", {"profile": "srtp-sdes"}
+                )
+                == 1,
+                10,
+                "the srtp-sdes call to be counted",
+            )
     finally:
         (tmp_path / "baresip.log").write_text(
             "\n".join(vendor.output)
