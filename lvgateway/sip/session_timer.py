@@ -63,14 +63,11 @@ class TooSmall:
         return resp
 
 
-def _value(req: Any, name: str) -> str | None:
-    if req.countHFs(name) == 0:
+def _session_expires(msg: Any) -> tuple[int, str | None] | None:
+    """The interval and refresher of ``msg``'s ``Session-Expires``; ``None`` without a readable one."""
+    if msg.countHFs("session-expires") == 0:
         return None
-    return str(req.getHFBody(name)).strip()
-
-
-def _parse_expires(text: str) -> tuple[int, str | None] | None:
-    parts = [p.strip() for p in text.split(";")]
+    parts = [p.strip() for p in str(msg.getHFBody("session-expires")).strip().split(";")]
     try:
         interval = int(parts[0])
     except ValueError:
@@ -108,10 +105,7 @@ def negotiate(req: Any, min_se: int) -> SessionTerms | TooSmall | None:
     on the 2xx when the refresher is the UAC (section 9: MUST) or when the UAC
     said ``Supported: timer`` (SHOULD).
     """
-    text = _value(req, "session-expires")
-    if text is None:
-        return None
-    parsed = _parse_expires(text)
+    parsed = _session_expires(req)
     if parsed is None:
         return None
     interval, refresher = parsed
@@ -134,10 +128,7 @@ def answered(resp: Any, default_interval: int) -> SessionTerms | None:
     ``None`` when the 2xx names no Session-Expires: the peer does not use
     timers, and no session timer runs.
     """
-    text = _value(resp, "session-expires")
-    if text is None:
-        return None
-    parsed = _parse_expires(text)
+    parsed = _session_expires(resp)
     if parsed is None:
         return None
     interval, refresher = parsed
